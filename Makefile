@@ -1,0 +1,28 @@
+# One virtual environment (.venv), made once and reused; every target below depends on it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup quickstart test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	OMP_NUM_THREADS=1 bash scripts/quickstart.sh
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	OMP_NUM_THREADS=1 bash bench/run_all.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,47 @@
+"""The typed exception hierarchy of the engine.
+
+Every error a user can cause derives from :class:`MorphnasError`; the CLI turns those into one-line
+messages and a non-zero exit, anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class MorphnasError(Exception):
+    """Base of every error caused by input (specs, files, sites, parameters)."""
+
+
+class SpecError(MorphnasError):
+    """A layer or network description is invalid (unknown kind, bad field value)."""
+
+
+class LintError(MorphnasError):
+    """A network breaks an IR invariant. ``problems`` lists every one found, each naming its place."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        head = f"{len(self.problems)} problem(s) in the network: "
+        super().__init__(head + "; ".join(self.problems))
+
+
+class NotApplicable(MorphnasError):
+    """A morph op cannot be applied at the given site; the message says why."""
+
+
+class LoadError(MorphnasError):
+    """A saved network (spec or weights) is missing, corrupt, truncated or does not match."""
+
+
+class ImportUnsupported(MorphnasError):
+    """A traced ``nn.Module`` uses operations the importer does not know; ``ops`` lists them."""
+
+    def __init__(self, ops: list[str]):
+        self.ops = sorted(set(ops))
+        super().__init__(
+            "cannot import the model: unsupported operation(s): " + ", ".join(self.ops)
+            + " (supported: conv2d, batch_norm, relu/prelu and other activations, add, max/avg pool, "
+            "adaptive avg pool to 1x1, flatten, linear, dropout)"
+        )
+
+
+class PreservationError(MorphnasError):
+    """A morphed network does not compute its parent's function within the tolerance."""

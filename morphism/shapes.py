@@ -1,0 +1,42 @@
+"""Shape inference: the ``(C, H, W)`` or ``(F,)`` shape of every blob, batch dimension excluded."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import LintError, SpecError
+from .layers import Shape
+
+if TYPE_CHECKING:
+    from .graph import Network
+
+
+def infer_shapes(net: "Network", strict: bool = True) -> dict[str, Shape]:
+    """Propagate ``net.input_shape`` through the DAG in topological order.
+
+    With ``strict`` the first problem raises :class:`LintError` naming the edge or blob; without it,
+    problems are collected under the key ``"__problems__"`` (used by :func:`lint`).
+    """
+    shapes: dict[str, Shape] = {net.input_blob: net.input_shape}
+    problems: list[str] = []
+    for blob in net.blobs():
+        if blob == net.input_blob:
+            continue
+        outs: dict[str, Shape] = {}
+        for e in net.in_edges(blob):
+            if e.src not in shapes:
+                continue
+            try:
+                outs[e.name] = tuple(e.layer.out_shape(shapes[e.src]))
+            except SpecError as err:
+                problems.append(f"edge {e.name!r} ({e.src} -> {e.dst}): {err}")
+        if len(set(outs.values())) > 1:
+            listed = ", ".join(f"{n}: {s}" for n, s in sorted(outs.items()))
+            problems.append(f"blob {blob!r} sums in-edges of different shapes ({listed})"
+                            + (" — a channel mismatch at a join" if len({s[0] for s in outs.values()}) > 1 else ""))
+        if outs:
+            shapes[blob] = next(iter(sorted(outs.items())))[1]
+        if strict and problems:
+            raise LintError(problems)
+    if problems:
+        shapes["__problems__"] = tuple(problems)  # type: ignore[assignment]
+    return shapes

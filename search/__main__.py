@@ -1,0 +1,5 @@
+import sys
+
+from morphnas.search.cli import main
+
+sys.exit(main())
