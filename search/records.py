@@ -10,22 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Action:
-    """One morph: op name, concrete site (None = drawn from ``seed``), op parameters, seed."""
-
-    op: str
-    site: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Action":
-        return cls(**d)
+from morphnas.spaces.actions import Action
 
 
 @dataclass(frozen=True)
