@@ -21,7 +21,7 @@ import torch
 from .errors import MorphnasError, SpecError
 from .layers import LayerSpec, Shape
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")  # torch module paths may start with a digit (Sequential)
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,12 @@ class Network:
     def fresh_name(self, base: str, blob: bool = False) -> str:
         """``base`` if unused (as an edge or blob name), else ``base_1``, ``base_2``, ..."""
         taken = self.graph if blob else self._ends
+        if not blob:
+            # Suffixing the leaf cannot help when an existing edge is an ancestor path of ``base``.
+            owner = next((n for n in self._ends if base.startswith(n + ".")), None)
+            if owner is not None:
+                raise SpecError(f"cannot name an edge {base!r}: edge {owner!r} is a layer, so no edge can live under "
+                                f"its path; choose a base name outside {owner + '.'!r}")
         name, i = base, 0
         while name in taken or (not blob and self._clashes(name)):
             i += 1

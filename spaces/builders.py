@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import torch
 
+from morphnas.morphism.errors import SpecError
 from morphnas.morphism.graph import Network
 from morphnas.morphism.layers import (Activation, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Identity,
                                       Linear, MaxPool2d, PReLU)
+
+
+def _positive(where: str, **values: int) -> None:
+    """Reject non-positive sizes with a message naming the option (they come from users' overrides)."""
+    for k, v in values.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise SpecError(f"{where}: option {k} must be a positive integer, got {v!r}")
 
 
 def _act(kind: str, channels: int):
@@ -57,7 +65,8 @@ def cifar_resnet(depth: int = 20, num_classes: int = 10, width: int = 16, in_cha
     basic blocks at width, 2x, 4x channels; PReLU everywhere; projection shortcuts when
     downsampling; no conv bias; global average pool; FC."""
     if (depth - 2) % 6 or depth < 8:
-        raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
+        raise SpecError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
+    _positive("cifar_resnet", num_classes=num_classes, width=width, in_channels=in_channels, input_size=input_size)
     n = (depth - 2) // 6
     gen = torch.Generator().manual_seed(seed)
     net = Network((in_channels, input_size, input_size))
@@ -78,7 +87,8 @@ def imagenet_resnet(depth: int = 18, num_classes: int = 1000, input_size: int = 
     """torchvision's resnet18/34 (basic blocks [2,2,2,2] / [3,4,6,3]) with its parameter names."""
     layers = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
     if depth not in layers:
-        raise ValueError(f"ImageNet ResNet depth must be 18 or 34, got {depth}")
+        raise SpecError(f"ImageNet ResNet depth must be 18 or 34, got {depth}")
+    _positive("imagenet_resnet", num_classes=num_classes, input_size=input_size)
     gen = torch.Generator().manual_seed(seed)
     net = Network((3, input_size, input_size))
     net.add_edge(net.input_blob, "stem.c1", Conv2d(3, 64, 7, 2, 3), "conv1", gen=gen)
@@ -99,6 +109,11 @@ def imagenet_resnet(depth: int = 18, num_classes: int = 1000, input_size: int = 
 def plain_cnn(num_classes: int = 10, widths: tuple[int, ...] = (16, 32), in_channels: int = 1,
               input_size: int = 8, act: str = "relu", pool_every: int = 1, seed: int = 0) -> Network:
     """A small plain CNN for small images: [conv3-BN-act (-maxpool2)] per width, global pool, FC."""
+    widths = tuple(widths)
+    if not widths:
+        raise SpecError("plain_cnn: option widths must list at least one channel count")
+    _positive("plain_cnn", num_classes=num_classes, in_channels=in_channels, input_size=input_size,
+              **{f"widths[{i}]": w for i, w in enumerate(widths)})
     gen = torch.Generator().manual_seed(seed)
     net = Network((in_channels, input_size, input_size))
     src, cin, size = net.input_blob, in_channels, input_size

@@ -4,11 +4,15 @@
   gamma/beta/running mean/running var, PReLU slopes, parametric-activation ``a`` (integer
   counters such as ``num_batches_tracked`` are not parameters);
 * params_mb = 4 bytes x params / 2**20;
-* flops = multiply-accumulates of conv and FC layers only, at the network's input size.
+* flops = multiply-accumulates of conv and FC layers only, at the network's input size;
+* depth = conv and FC layers on the longest input -> output path (ResNet-20 has depth 20; a
+  morphed block's extra paths are no longer than its residual branch, so morph20_1c1 stays 20).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import networkx as nx
 
 from morphnas.morphism.graph import Network
 from morphnas.morphism.layers import Conv2d, Linear
@@ -19,9 +23,10 @@ class Counts:
     params: int
     params_mb: float
     flops: int
+    depth: int = 0
 
     def to_json(self) -> dict:
-        return {"params": self.params, "params_mb": self.params_mb, "flops": self.flops}
+        return {"params": self.params, "params_mb": self.params_mb, "flops": self.flops, "depth": self.depth}
 
 
 def count_params(net: Network) -> int:
@@ -41,6 +46,20 @@ def count_flops(net: Network) -> int:
     return total
 
 
+def count_depth(net: Network) -> int:
+    """Weight layers (conv, linear) on the longest input -> output path."""
+    best: dict[str, int] = {net.input_blob: 0}
+    for blob in nx.topological_sort(net.graph):
+        here = best.get(blob)
+        if here is None:
+            continue
+        for e in net.out_edges(blob):
+            d = here + isinstance(e.layer, (Conv2d, Linear))
+            if d > best.get(e.dst, -1):
+                best[e.dst] = d
+    return best.get(net.output_blob, 0)
+
+
 def count(net: Network) -> Counts:
     p = count_params(net)
-    return Counts(params=p, params_mb=4.0 * p / 2**20, flops=count_flops(net))
+    return Counts(params=p, params_mb=4.0 * p / 2**20, flops=count_flops(net), depth=count_depth(net))

@@ -88,6 +88,13 @@ class MorphOp:
         (mode, zero_fraction, error, new_edges, removed_edges, notes)."""
         raise NotImplementedError
 
+    # --- optional ------------------------------------------------------------------------------------
+    def example_params(self, net: Network, site: str) -> dict[str, Any]:
+        """Parameters that make the op applicable at ``site`` when the defaults cannot (e.g. the
+        ``module`` op needs a module file). The conformance suite calls this for every op x site it
+        tests; the default ``{}`` means "the defaults work"."""
+        return {}
+
     # --- provided --------------------------------------------------------------------------------
     def parse_params(self, raw: dict[str, Any] | Any | None) -> Any:
         """Turn a dict (strings allowed, as from the CLI) into ``Params``, naming bad keys/values."""

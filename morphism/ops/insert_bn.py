@@ -1,0 +1,137 @@
+"""``insert_bn``: a batch norm after a feature-map blob that leaves the function unchanged.
+
+``mode="exact"`` (default): ``gamma = sqrt(var + eps)``, ``beta = mean``, the identity in eval mode
+for any running statistics. The statistics only matter for training (BN then normalises with
+batch statistics, so statistics close to the blob's keep fine-tuning close to the parent):
+
+* ``mean``/``var`` params: given per-channel values, e.g. the blob's data statistics from
+  :func:`blob_statistics` (kept in the record, so a replay rebuilds the same network);
+* else ``stats="auto"``: when the blob comes straight out of a BN, that BN's known output
+  statistics (mean ``beta``, variance ``gamma^2``); otherwise mean 0, var 1 (``stats="unit"``).
+
+``mode="paper"``: the modular-morphing paper's cheaper ``gamma = 1``, ``beta = 0``; it normalises
+the blob, so it is approximate: the record's ``error`` is the measured float64 relative output
+error on seeded Gaussian inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+import torch
+
+from ..errors import NotApplicable
+from ..graph import Network
+from ..layers import BatchNorm2d
+from ._identity import bn_identity_params, feature_blob_sites, insert_after_blob, resolve_blob_site
+from .base import MorphOp
+
+MODES = ("exact", "paper")
+STATS = ("auto", "unit", "preceding")
+
+
+@dataclass(frozen=True)
+class InsertBNParams:
+    mode: str = "exact"                       # exact | paper
+    stats: str = "auto"                       # auto | unit | preceding (when mean/var are not given)
+    mean: tuple[float, ...] | None = None     # per-channel running mean to use
+    var: tuple[float, ...] | None = None      # per-channel running variance to use
+    eps: float = 1e-5
+
+
+def _preceding_bn(net: Network, blob: str):
+    ins = net.in_edges(blob)
+    if len(ins) == 1 and isinstance(ins[0].layer, BatchNorm2d):
+        return ins[0]
+    return None
+
+
+class InsertBN(MorphOp):
+    name = "insert_bn"
+    site_kind = "blob"
+    description = "insert a batch norm after a feature-map blob: identity (exact) or the paper's gamma=1, beta=0"
+    Params = InsertBNParams
+
+    def sites(self, net: Network) -> list[str]:
+        return feature_blob_sites(net)
+
+    def check(self, net: Network, site: str, params: InsertBNParams) -> None:
+        blob = resolve_blob_site(net, site, self.name)
+        shape = net.shapes().get(blob, ())
+        if len(shape) != 3:
+            raise NotApplicable(f"insert_bn: blob {blob!r} has shape {tuple(shape)}, not a (C, H, W) feature map")
+        if params.mode not in MODES:
+            raise NotApplicable(f"insert_bn: mode={params.mode!r} is not one of {', '.join(MODES)}")
+        if params.stats not in STATS:
+            raise NotApplicable(f"insert_bn: stats={params.stats!r} is not one of {', '.join(STATS)}")
+        if params.stats == "preceding" and params.mean is None and _preceding_bn(net, blob) is None:
+            raise NotApplicable(f"insert_bn: stats=preceding needs blob {blob!r} to come straight out of a BN; "
+                                f"use stats=auto or unit")
+        if params.eps <= 0:
+            raise NotApplicable(f"insert_bn: eps={params.eps} must be > 0")
+        c = shape[0]
+        for key in ("mean", "var"):
+            v = getattr(params, key)
+            if v is not None and len(v) != c:
+                raise NotApplicable(f"insert_bn: {key} has {len(v)} values but blob {blob!r} has {c} channels")
+        if (params.mean is None) != (params.var is None):
+            raise NotApplicable("insert_bn: give both mean and var, or neither")
+        if params.var is not None and min(params.var) < 0:
+            raise NotApplicable(f"insert_bn: var must be >= 0, got min {min(params.var)}")
+
+    def _stats(self, net: Network, blob: str, c: int, p: InsertBNParams) -> tuple[torch.Tensor, torch.Tensor, str]:
+        if p.mean is not None:
+            return (torch.tensor(p.mean, dtype=torch.float64), torch.tensor(p.var, dtype=torch.float64), "given")
+        bn = _preceding_bn(net, blob) if p.stats in ("auto", "preceding") else None
+        if bn is not None:
+            t = net.params[bn.name]
+            return t["bias"].double().clone(), t["weight"].double() ** 2, f"preceding BN {bn.name!r}"
+        return torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64), "unit"
+
+    def _apply(self, net: Network, site: str, p: InsertBNParams, rng: np.random.Generator):
+        blob = resolve_blob_site(net, site, self.name)
+        child = net.copy()
+        dtype = child.dtype
+        c = child.shapes()[blob][0]
+        mean, var, source = self._stats(net, blob, c, p)
+        params = bn_identity_params(c, dtype, mean, var, p.eps)
+        if p.mode == "paper":
+            params["weight"] = torch.ones(c, dtype=dtype)
+            params["bias"] = torch.zeros(c, dtype=dtype)
+        _, names = insert_after_blob(child, blob, [(BatchNorm2d(c, p.eps), params, "bn")])
+        extra = {"new_edges": tuple(names)}
+        if p.mode == "exact":
+            return child, {**extra, "mode": "exact", "notes": f"identity BN, running stats: {source}"}
+        from ..verify import output_diff
+        err = output_diff(net, child, dtype=torch.float64, batch=2, seed=0).rel_err
+        return child, {**extra, "mode": "approximate", "error": err,
+                       "notes": f"paper BN (gamma=1, beta=0), running stats: {source}; error = float64 relative "
+                                f"output error on 2 seeded Gaussian inputs"}
+
+
+@torch.no_grad()
+def blob_statistics(net: Network, blob: str, x: torch.Tensor) -> dict[str, tuple[float, ...]]:
+    """Per-channel ``mean`` and (biased) ``var`` of ``blob`` on the batch ``x`` in eval mode, as
+    ``insert_bn`` params: ``apply_op(net, "insert_bn", blob, {**blob_statistics(net, blob, x)})``."""
+    from ..compile import compile_network
+    if not net.has_blob(blob):
+        raise NotApplicable(f"insert_bn: no blob named {blob!r} in the network")
+    sub = net.copy()
+    keep = set(nx.ancestors(sub.graph, blob)) | {blob}
+    for e in list(sub.edges()):
+        if e.dst not in keep:
+            sub.remove_edge(e.name)
+    for b in list(sub.graph.nodes):
+        if b not in keep and b != sub.output_blob:
+            sub.remove_blob(b)
+    sub.graph.remove_node(sub.output_blob)
+    sub.output_blob = blob
+    y = compile_network(sub).eval()(x.to(sub.dtype))
+    if y.dim() != 4:
+        raise NotApplicable(f"insert_bn: blob {blob!r} is not a (C, H, W) feature map")
+    y = y.double()
+    return {"mean": tuple(y.mean(dim=(0, 2, 3)).tolist()), "var": tuple(y.var(dim=(0, 2, 3), unbiased=False).tolist())}
+
+
+OP = InsertBN()

@@ -1,0 +1,77 @@
+"""``split_identity``: one scaled identity edge becomes two parallel ones (the first half of the
+modular-morphing paper's block morph).
+
+Site: an :class:`~morphnas.morphism.layers.Identity` edge with a non-zero scale ``s`` (a residual
+shortcut, or a branch left by an earlier split). It is replaced by ``<site>.0`` scaled ``r·s`` and
+``<site>.1`` scaled ``(1-r)·s`` between the same blobs (``r = ratio``, 0.5 by default as in the
+paper). With ``r = 0.5`` the branches are bit-exact halves of the original product; only the
+order of summation at the join can differ in the last bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import NotApplicable
+from ..graph import Network
+from ..layers import Identity
+from ._sites import require_edge
+from .base import MorphOp
+
+
+def split_identity_edge(net: Network, site: str, ratio: float = 0.5) -> tuple[str, str]:
+    """Replace identity edge ``site`` of ``net`` in place by two parallel scaled identities.
+
+    Used by :class:`SplitIdentity` and by ``morph_block`` (which works on one copy for speed).
+    Returns the two new edge names, the ``ratio`` part first.
+    """
+    e = net.remove_edge(site)
+    s = e.layer.scale
+    first = net.fresh_name(f"{site}.0")
+    net.add_edge(e.src, e.dst, Identity(s * ratio), first, params={})
+    second = net.fresh_name(f"{site}.1")
+    # s - s*ratio rather than s*(1-ratio): with ratio 0.5 both halves are the exact half of s.
+    net.add_edge(e.src, e.dst, Identity(s - s * ratio), second, params={})
+    return first, second
+
+
+def check_identity_site(net: Network, site: str, op: str) -> Identity:
+    """The identity layer at ``site``, or ``NotApplicable`` naming what is wrong."""
+    layer = require_edge(net, site, op).layer
+    if not isinstance(layer, Identity):
+        raise NotApplicable(f"{op}: site {site!r} is a {layer.kind}, not an identity edge; "
+                            f"list valid sites with `morphnas morph NET --op {op} --list-sites`")
+    if layer.scale == 0.0:
+        raise NotApplicable(f"{op}: identity edge {site!r} has scale 0 (it carries nothing to split or morph)")
+    return layer
+
+
+class SplitIdentity(MorphOp):
+    name = "split_identity"
+    site_kind = "edge"
+    description = "split a scaled identity edge (residual shortcut) into two parallel scaled identities"
+
+    @dataclass(frozen=True)
+    class Params:
+        ratio: float = 0.5   # share of the scale given to the first branch; 0 < ratio < 1
+
+        def __post_init__(self) -> None:
+            if not 0.0 < self.ratio < 1.0:
+                raise ValueError(f"ratio must satisfy 0 < ratio < 1, got ratio={self.ratio}")
+
+    def sites(self, net: Network) -> list[str]:
+        return sorted(e.name for e in net.edges() if isinstance(e.layer, Identity) and e.layer.scale != 0.0)
+
+    def check(self, net: Network, site: str, params: Any) -> None:
+        check_identity_site(net, site, self.name)
+
+    def _apply(self, net: Network, site: str, params: Any, rng: np.random.Generator):
+        child = net.copy()
+        a, b = split_identity_edge(child, site, params.ratio)
+        return child, {"mode": "exact", "new_edges": (a, b), "removed_edges": (site,),
+                       "notes": f"scales {child.edge(a).layer.scale:g} + {child.edge(b).layer.scale:g}"}
+
+
+OP = SplitIdentity()

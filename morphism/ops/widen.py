@@ -1,0 +1,199 @@
+"""``widen``: grow a blob's channels, and with it every blob tied to it (its channel group).
+
+Site: a **blob** (a feature map, or a flat blob between linears). Choosing the blob rather than a
+conv makes the unit of change explicit: what widens is a channel axis, and that axis is shared by
+the whole :class:`~.channel_groups.ChannelGroup` — e.g. one whole residual stage, whose sums,
+identity shortcuts, batch norms and activations all carry the same channels. The group's border
+edges change with it: producers (convs / linears writing the channels, incl. projection
+shortcuts) gain output units, consumers (the next convs, the linear after global pool + flatten)
+gain input units.
+
+Methods (params ``method``):
+
+* ``net2net`` (Net2WiderNet): every new channel replicates an existing one chosen by the rng
+  (balanced: each channel is copied at most once more than any other); producers copy the
+  incoming filter, channel-wise layers copy their parameters (BN statistics/affine, PReLU slopes,
+  PAct ``a``), consumers split the outgoing weights among the replicas. ``split="equal"`` divides
+  by the replication count (the paper); ``split="random"`` gives each replica a random positive
+  share summing to one, which is just as exact and breaks the replicas' symmetry.
+* ``netmorph``: new channels get random incoming weights (the producer's scale) and zero outgoing
+  weights, so they start silent; exact, and the record reports the zero fraction.
+
+``noise > 0`` adds Gaussian noise (``noise`` x the tensor's std) to the new outgoing weights: the
+result is approximate and the record holds the measured relative output error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import NotApplicable
+from ..graph import Network
+from ..layers import BatchNorm2d, Conv2d, Linear, PAct, PReLU
+from ._sites import require_blob
+from .base import MorphOp, zero_fraction
+from .channel_groups import ChannelGroup, all_groups, channel_group
+
+
+class Widen(MorphOp):
+    name = "widen"
+    site_kind = "blob"
+    description = "grow a blob's channel group (Net2WiderNet replication or NetMorph silent units)"
+
+    @dataclass(frozen=True)
+    class Params:
+        factor: float = 2.0            # new width = round(factor * width) unless `width` is given
+        width: int | None = None       # the new channel count (> the current one)
+        method: str = "net2net"        # net2net | netmorph
+        split: str = "equal"           # net2net outgoing shares: equal | random (both exact)
+        noise: float = 0.0             # > 0: approximate, relative std of noise on new outgoing weights
+
+        def __post_init__(self) -> None:
+            if self.method not in ("net2net", "netmorph"):
+                raise ValueError(f"method must be 'net2net' or 'netmorph', got {self.method!r}")
+            if self.split not in ("equal", "random"):
+                raise ValueError(f"split must be 'equal' or 'random', got {self.split!r}")
+            if self.width is None and not self.factor > 1.0:
+                raise ValueError(f"factor must be > 1, got factor={self.factor}")
+            if self.width is not None and self.width < 1:
+                raise ValueError(f"width must be a positive channel count, got width={self.width}")
+            if not self.noise >= 0.0:
+                raise ValueError(f"noise must be >= 0, got noise={self.noise}")
+
+    def sites(self, net: Network) -> list[str]:
+        return sorted(b for g in all_groups(net) if not g.problem for b in g.blobs)
+
+    def check(self, net: Network, site: str, params: Any) -> None:
+        require_blob(net, site, self.name)
+        if site in (net.input_blob, net.output_blob):
+            raise NotApplicable(f"widen: blob {site!r} is the network's {'input' if site == net.input_blob else 'output'}; "
+                                "its size is fixed")
+        g = channel_group(net, site)
+        if g.problem:
+            raise NotApplicable(f"widen: cannot widen blob {site!r}: {g.problem}")
+        new = _new_width(g.channels, params)
+        if new <= g.channels:
+            raise NotApplicable(f"widen: blob {site!r} has {g.channels} channels; the new width must be larger, "
+                                f"got {new} (set width > {g.channels} or factor > 1)")
+
+    def _apply(self, net: Network, site: str, params: Any, rng: np.random.Generator):
+        child = net.copy()
+        group = channel_group(child, site)
+        c_old, c_new = group.channels, _new_width(group.channels, params)
+        mapping = _replica_map(c_old, c_new, rng)
+        share = _shares(mapping, c_old, params.split if params.method == "net2net" else "equal", rng)
+        new_slices = widen_group(child, group, mapping, share, params.method, params.noise, rng)
+        extra: dict[str, Any] = {
+            "mode": "exact",
+            "zero_fraction": zero_fraction(*new_slices),
+            "notes": (f"{params.method}: {len(group.blobs)} blob(s) {c_old} -> {c_new} channels; producers "
+                      f"{', '.join(group.producers)}; consumers {', '.join(group.consumers)}"),
+        }
+        if params.noise > 0:
+            from ..verify import output_diff
+            extra["mode"] = "approximate"
+            extra["error"] = output_diff(net, child, dtype=net.dtype, seed=int(rng.integers(2**31))).rel_err
+        return child, extra
+
+
+def _new_width(c: int, params: Any) -> int:
+    return int(params.width) if params.width is not None else int(round(c * params.factor))
+
+
+def _replica_map(c_old: int, c_new: int, rng: np.random.Generator) -> np.ndarray:
+    """New channel j copies old channel mapping[j]; the first c_old are themselves. Whole random
+    permutations are drawn so replication counts differ by at most one."""
+    extra = c_new - c_old
+    perms = [rng.permutation(c_old) for _ in range(math.ceil(extra / c_old))]
+    return np.concatenate([np.arange(c_old)] + perms)[:c_new]
+
+
+def _shares(mapping: np.ndarray, c_old: int, split: str, rng: np.random.Generator) -> np.ndarray:
+    """Share of old channel mapping[j]'s outgoing weight given to new channel j (sums to 1 per old channel)."""
+    counts = np.bincount(mapping, minlength=c_old).astype(np.float64)
+    if split == "equal":
+        return 1.0 / counts[mapping]
+    u = rng.uniform(0.5, 1.5, size=len(mapping))
+    return u / np.bincount(mapping, weights=u, minlength=c_old)[mapping]
+
+
+def _flat(index: np.ndarray, m: int) -> torch.Tensor:
+    """Feature indices of channels ``index`` in a blob of multiplicity ``m`` (flattened C, H, W)."""
+    return torch.as_tensor((index[:, None] * m + np.arange(m)[None, :]).reshape(-1))
+
+
+def widen_group(net: Network, group: ChannelGroup, mapping: np.ndarray, share: np.ndarray, method: str,
+                noise: float, rng: np.random.Generator) -> list[torch.Tensor]:
+    """Widen ``group`` of ``net`` in place to ``len(mapping)`` channels. Returns the new weight
+    slices (for the zero fraction). Producers first, so a conv that is both widens on both axes."""
+    c_old, c_new = group.channels, len(mapping)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+    new_slices: list[torch.Tensor] = []
+    for name in group.producers:
+        e = net.edge(name)
+        m = group.blobs[e.dst]
+        idx = _flat(mapping, m)
+        p = dict(net.params[name])
+        w = p["weight"]
+        if method == "net2net":
+            w = w[idx]
+        else:
+            fresh = torch.randn((len(idx) - c_old * m, *w.shape[1:]), generator=gen, dtype=torch.float64)
+            w = torch.cat([w, (fresh * w.double().std()).to(w.dtype)])
+        new_slices.append(w[c_old * m:])
+        p["weight"] = w
+        if "bias" in p:
+            b = p["bias"][idx]
+            if method == "netmorph":
+                b[c_old * m:] = 0
+            p["bias"] = b
+        net.replace_layer(name, _resize(e.layer, out=len(idx)), p)
+    for name in group.consumers:
+        e = net.edge(name)
+        m = group.blobs[e.src]
+        idx = _flat(mapping, m)
+        p = dict(net.params[name])
+        w = p["weight"]
+        if method == "net2net":
+            scale = torch.as_tensor(np.repeat(share, m), dtype=w.dtype).view(1, -1, *([1] * (w.dim() - 2)))
+            w = w[:, idx] * scale
+        else:
+            w = torch.cat([w, torch.zeros((w.shape[0], len(idx) - c_old * m, *w.shape[2:]), dtype=w.dtype)], 1)
+        if noise > 0:
+            n = torch.randn(w[:, c_old * m:].shape, generator=gen, dtype=torch.float64)
+            w[:, c_old * m:] += (n * noise * net.params[name]["weight"].double().std()).to(w.dtype)
+        new_slices.append(w[:, c_old * m:])
+        p["weight"] = w
+        net.replace_layer(name, _resize(net.edge(name).layer, inp=len(idx)), p)
+    for name in group.internal:
+        e = net.edge(name)
+        m = group.blobs[e.src]
+        layer = e.layer
+        idx = _flat(mapping, m)
+        if isinstance(layer, BatchNorm2d):
+            p = {k: (t[idx] if t.dim() else t) for k, t in net.params[name].items()}
+            net.replace_layer(name, dataclasses.replace(layer, num_features=c_new), p)
+        elif isinstance(layer, PReLU) and layer.num_parameters != 1:
+            net.replace_layer(name, dataclasses.replace(layer, num_parameters=len(idx)),
+                              {"weight": net.params[name]["weight"][idx]})
+        elif isinstance(layer, PAct) and layer.per_channel:
+            net.replace_layer(name, dataclasses.replace(layer, channels=len(idx)), {"a": net.params[name]["a"][idx]})
+    return new_slices
+
+
+def _resize(layer, out: int | None = None, inp: int | None = None):
+    if isinstance(layer, Conv2d):
+        return dataclasses.replace(layer, **({"out_channels": out} if out else {}),
+                                   **({"in_channels": inp} if inp else {}))
+    if isinstance(layer, Linear):
+        return dataclasses.replace(layer, **({"out_features": out} if out else {}),
+                                   **({"in_features": inp} if inp else {}))
+    raise TypeError(f"cannot resize a {layer.kind}")  # channel_groups only lists convs and linears here
+
+
+OP = Widen()

@@ -1,0 +1,216 @@
+"""Save and load a :class:`Network`: a versioned JSON spec plus a plain tensor file.
+
+A saved network is a directory::
+
+    NET/network.json   {"format": "morphnas-network", "version": 1, "input_shape", "input_blob",
+                        "output_blob", "blobs", "edges": [{name, src, dst, layer}], "meta",
+                        "weights": {"file", "sha256", "tensors": {key: {shape, dtype}}}}
+    NET/weights.pt     a plain ``{"<edge>.<param>": tensor}`` dict written by ``torch.save``
+
+Loading never executes a pickle: the weights file is checked against the spec's sha256 first and
+then read with ``torch.load(..., weights_only=True)``, whose unpickler refuses every global that is
+not a tensor/storage type. Every failure (missing file, bad JSON, unknown version, truncated or
+tampered weights, tensors that do not fit the layers) is a :class:`LoadError` naming the file and
+the problem. Files are written to temporaries and renamed, so a crash mid-save never leaves a
+half-written spec next to old weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import LoadError, MorphnasError, SpecError
+from .graph import Network
+from .layers import spec_from_json, spec_to_json
+
+FORMAT = "morphnas-network"
+VERSION = 1
+SPEC_FILE = "network.json"
+WEIGHTS_FILE = "weights.pt"
+
+_DTYPES = {str(d).replace("torch.", ""): d for d in
+           (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int32, torch.bool)}
+
+
+def network_to_json(net: Network) -> dict[str, Any]:
+    """The spec part (no tensors, no hash) as a JSON-able dict."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "input_shape": list(net.input_shape),
+        "input_blob": net.input_blob,
+        "output_blob": net.output_blob,
+        # Blobs are listed so that a blob's identity survives even before edges name it.
+        "blobs": list(net.blobs()),
+        "edges": [{"name": e.name, "src": e.src, "dst": e.dst, "layer": spec_to_json(e.layer)}
+                  for e in net.edges()],
+        "meta": net.meta,
+    }
+
+
+def save_network(net: Network, path: str | os.PathLike) -> Path:
+    """Write ``net`` to the directory ``path`` (created if needed) and return it.
+
+    Refuses a path that is a file, or a non-empty directory that is not a saved network, so a typo
+    never scatters files into an unrelated folder.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise MorphnasError(f"cannot save the network to {str(out)!r}: it is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / SPEC_FILE).exists():
+        raise MorphnasError(f"refusing to save into {str(out)!r}: the directory is not empty and holds no "
+                            f"{SPEC_FILE}; pick a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: t.detach().contiguous().clone() for k, t in net.state_dict().items()}
+    spec = network_to_json(net)
+    try:  # fail before writing anything
+        json.dumps(spec, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise MorphnasError(f"network meta is not JSON-serialisable ({e}); keep only plain values in net.meta") from None
+
+    tmp_w = out / (WEIGHTS_FILE + ".tmp")
+    torch.save(state, tmp_w)
+    spec["weights"] = {
+        "file": WEIGHTS_FILE,
+        "sha256": _sha256(tmp_w),
+        "tensors": {k: {"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", "")}
+                    for k, t in state.items()},
+    }
+    text = json.dumps(spec, indent=1, allow_nan=False)
+    tmp_s = out / (SPEC_FILE + ".tmp")
+    tmp_s.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp_w, out / WEIGHTS_FILE)
+    os.replace(tmp_s, out / SPEC_FILE)
+    return out
+
+
+def load_network(path: str | os.PathLike) -> Network:
+    """Read a network saved by :func:`save_network` (``path`` is the directory or its network.json)."""
+    p = Path(path)
+    spec_path = p / SPEC_FILE if p.is_dir() else p
+    if not spec_path.exists():
+        where = f"{str(p)!r} has no {SPEC_FILE}" if p.is_dir() else f"{str(spec_path)!r} does not exist"
+        raise LoadError(f"cannot load a network: {where}")
+    spec = _read_spec(spec_path)
+    net = _network_from_spec(spec, spec_path)
+    weights = spec["weights"]
+    if not isinstance(weights, dict) or not isinstance(weights.get("file"), str):
+        raise LoadError(f"{spec_path}: field 'weights' must be an object with 'file', 'sha256' and 'tensors'")
+    w_path = spec_path.parent / weights["file"]
+    if Path(weights["file"]).name != weights["file"]:
+        raise LoadError(f"{spec_path}: weights file {weights['file']!r} must be a plain file name beside the spec")
+    state = _read_weights(w_path, weights.get("sha256"))
+    _fill(net, state, weights.get("tensors", {}), w_path)
+    return net
+
+
+# ------------------------------------------------------------------------------------------ reading
+def _read_spec(spec_path: Path) -> dict[str, Any]:
+    try:
+        raw = spec_path.read_bytes()
+    except OSError as e:
+        raise LoadError(f"cannot read {spec_path}: {e.strerror}") from None
+    try:
+        spec = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise LoadError(f"{spec_path} is not UTF-8 text (is it a network.json?)") from None
+    except json.JSONDecodeError as e:
+        raise LoadError(f"{spec_path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+                        "the file is corrupt or truncated") from None
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        got = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
+        raise LoadError(f"{spec_path} is not a morphnas network spec (format {got!r}, expected {FORMAT!r})")
+    version = spec.get("version")
+    if version != VERSION:
+        raise LoadError(f"{spec_path} has format version {version!r}; this morphnas reads version {VERSION} "
+                        "(upgrade morphnas, or re-save the network with this version)")
+    missing = [k for k in ("input_shape", "edges", "weights") if k not in spec]
+    if missing:
+        raise LoadError(f"{spec_path} lacks field(s) {missing}; the file is incomplete")
+    return spec
+
+
+def _network_from_spec(spec: dict[str, Any], spec_path: Path) -> Network:
+    try:
+        shape = spec["input_shape"]
+        if not isinstance(shape, list) or not shape or not all(isinstance(s, int) and s > 0 for s in shape):
+            raise SpecError(f"input_shape must be a list of positive ints, got {shape!r}")
+        net = Network(tuple(shape), spec.get("input_blob", "input"), spec.get("output_blob", "output"))
+        for b in spec.get("blobs", []):
+            if b not in (net.input_blob, net.output_blob):
+                net.add_blob(b)
+        edges = spec["edges"]
+        if not isinstance(edges, list):
+            raise SpecError(f"'edges' must be a list, got {type(edges).__name__}")
+        for i, e in enumerate(edges):
+            if not isinstance(e, dict) or not {"name", "src", "dst", "layer"} <= set(e):
+                raise SpecError(f"edge #{i} must be an object with name, src, dst and layer, got {e!r}")
+            layer = spec_from_json(e["layer"], where=f"edge {e['name']!r}")
+            # Placeholder tensors: every one is replaced (and shape-checked) from the weights file.
+            net.add_edge(e["src"], e["dst"], layer, e["name"], params={})
+        meta = spec.get("meta", {})
+        if not isinstance(meta, dict):
+            raise SpecError(f"'meta' must be an object, got {type(meta).__name__}")
+        net.meta = meta
+    except MorphnasError as e:
+        raise LoadError(f"{spec_path}: {e}") from None
+    return net
+
+
+def _read_weights(w_path: Path, sha256: Any) -> dict[str, torch.Tensor]:
+    if not w_path.exists():
+        raise LoadError(f"weights file {str(w_path)!r} is missing (the spec names it)")
+    if not isinstance(sha256, str):
+        raise LoadError(f"{w_path.parent / SPEC_FILE}: 'weights.sha256' is missing; cannot check {w_path}")
+    digest = _sha256(w_path)
+    if digest != sha256:
+        raise LoadError(f"weights file {str(w_path)!r} does not match its spec (sha256 {digest[:12]}..., "
+                        f"expected {sha256[:12]}...): it is truncated, corrupt or from another network")
+    try:
+        state = torch.load(w_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling refused"
+        raise LoadError(f"refused to load {str(w_path)!r}: it holds objects other than tensors ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LoadError(f"cannot read weights file {str(w_path)!r}: {first}") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise LoadError(f"weights file {str(w_path)!r} must hold a dict of name -> tensor, got {type(state).__name__}")
+    return state
+
+
+def _fill(net: Network, state: dict[str, torch.Tensor], declared: dict[str, Any], w_path: Path) -> None:
+    """Give each edge its tensors, checking names, shapes and dtypes against the layer specs."""
+    expected = {f"{e.name}.{k}": (e.name, k, tuple(s)) for e in net.edges() for k, s in e.layer.param_shapes().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise LoadError(f"weights file {str(w_path)!r} does not match the spec: missing tensors {missing[:5]}"
+                        f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                        f"{'...' if len(unexpected) > 5 else ''}")
+    for key, (edge, pname, shape) in expected.items():
+        t = state[key]
+        if tuple(t.shape) != shape:
+            raise LoadError(f"weights file {str(w_path)!r}: tensor {key!r} has shape {tuple(t.shape)} but the "
+                            f"layer of edge {edge!r} needs {shape}")
+        d = declared.get(key, {}) if isinstance(declared, dict) else {}
+        want = d.get("dtype") if isinstance(d, dict) else None
+        if want is not None and _DTYPES.get(want) is not None and t.dtype != _DTYPES[want]:
+            raise LoadError(f"weights file {str(w_path)!r}: tensor {key!r} is {t.dtype}, the spec says {want}")
+        net.params[edge][pname] = t
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,44 @@
+"""Argument helpers shared by the ``morphnas`` commands.
+
+Values that argparse would reject with a two-line usage message (a bad ``--classes`` or
+``--dtype``) are parsed here instead, so every user mistake ends as one line and exit code 2.
+"""
+from __future__ import annotations
+
+import difflib
+
+import torch
+
+from morphnas.search.cli import CLIError
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def positive_int(value: str | int | None, flag: str) -> int | None:
+    """``None`` stays ``None``; otherwise an int >= 1 or a :class:`CLIError` naming ``flag``."""
+    if value is None:
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise CLIError(f"{flag} must be a positive integer, got {value!r}") from None
+    if n < 1:
+        raise CLIError(f"{flag} must be a positive integer, got {value!r}")
+    return n
+
+
+def int_arg(value: str | int | None, flag: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise CLIError(f"{flag} must be an integer, got {value!r}") from None
+
+
+def dtype_arg(value: str) -> torch.dtype:
+    if value in DTYPES:
+        return DTYPES[value]
+    close = difflib.get_close_matches(value, DTYPES, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise CLIError(f"--dtype must be one of {', '.join(DTYPES)}, got {value!r}; {hint}".rstrip("; ").rstrip())

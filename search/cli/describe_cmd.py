@@ -1,0 +1,81 @@
+"""``morphnas describe SPEC [--classes N] [--json] [--draw FILE] [--edges]``: what a network is.
+
+The JSON form is for scripts: name, params (paper convention, DESIGN §5), params_mb, flops (MACs
+of conv and FC layers), input/output shape, numbers of edges and blobs, layers by kind, blocks.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from morphnas.morphism.graph import Network
+from morphnas.spaces.counting import count
+from morphnas.spaces.resolve import resolve_network
+
+from . import CLIError
+from ._common import positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("describe", help="parameters, FLOPs and layout of a network",
+                       description="Describe a seed or paper-variant name, a saved network directory, "
+                                   "or torchvision:<model>.")
+    p.add_argument("spec", metavar="SPEC", help="seed/variant name, saved network directory, or torchvision:<model>")
+    p.add_argument("--classes", metavar="N", help="number of classes (networks built by name only)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--draw", metavar="FILE", help="also draw the network to FILE (.png or .svg)")
+    p.add_argument("--edges", action="store_true", help="list every edge (human output)")
+    p.set_defaults(run=run)
+
+
+def describe(net: Network) -> dict:
+    """The JSON-able description printed by ``describe --json``."""
+    c = count(net)
+    shapes = net.shapes()
+    return {
+        "name": net.meta.get("name"),
+        **c.to_json(),
+        "input_shape": list(net.input_shape),
+        "output_shape": list(shapes[net.output_blob]),
+        "edges": len(net),
+        "blobs": net.graph.number_of_nodes(),
+        "layers": dict(sorted(Counter(e.layer.kind for e in net.edges()).items())),
+        "blocks": len(net.meta.get("blocks", [])),
+    }
+
+
+def _human(d: dict) -> str:
+    def big(n: int) -> str:
+        for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+            if n >= div:
+                return f"{n / div:.3g}{unit}"
+        return str(n)
+    lines = [
+        f"network   {d['name'] or '(unnamed)'}",
+        f"input     {tuple(d['input_shape'])} -> output {tuple(d['output_shape'])}",
+        f"params    {d['params']:,} ({d['params_mb']:.3f} MB)",
+        f"flops     {d['flops']:,} MACs ({big(d['flops'])})",
+        f"graph     {d['edges']} edges, {d['blobs']} blobs, {d['blocks']} residual blocks",
+        "layers    " + ", ".join(f"{k} x{v}" for k, v in d["layers"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    net = resolve_network(args.spec, num_classes=positive_int(args.classes, "--classes"))
+    if args.draw:
+        try:
+            from morphnas.spaces.draw import draw_network
+        except ImportError as e:
+            raise CLIError(f"--draw is not available: morphnas.spaces.draw cannot be imported ({e})") from None
+        draw_network(net, args.draw)
+    d = describe(net)
+    if args.json:
+        print(json.dumps(d))
+    else:
+        print(_human(d))
+        if args.edges:
+            print(net.summary())
+        if args.draw:
+            print(f"drawing   {args.draw}")
+    return 0

@@ -1,0 +1,39 @@
+"""``morphnas new SPEC -o NET [--seed N] [--perturb] [--classes N]``: write a network directory.
+
+``--perturb`` randomises BN statistics/affine parameters and activation slopes
+(:func:`morphnas.morphism.perturb.perturb`) so that identity-like parts are non-trivial, the usual
+starting point for checking that a morph preserves the function.
+"""
+from __future__ import annotations
+
+from morphnas.morphism.perturb import perturb
+from morphnas.morphism.serialize import save_network
+from morphnas.spaces.counting import count
+from morphnas.spaces.resolve import resolve_network
+
+from ._common import int_arg, positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("new", help="build a network (by name, from a saved one, or torchvision:<model>) and save it",
+                       description="Build or copy a network and save it as a directory (network.json + weights.pt).")
+    p.add_argument("spec", metavar="SPEC", help="seed/variant name, saved network directory, or torchvision:<model>")
+    p.add_argument("-o", "--output", metavar="NET", required=True, help="directory to write")
+    p.add_argument("--seed", metavar="N", default="0", help="seed of the initial weights and of --perturb (default 0)")
+    p.add_argument("--perturb", action="store_true",
+                   help="randomise BN stats/affine and activation slopes so identity parts are non-trivial")
+    p.add_argument("--classes", metavar="N", help="number of classes (networks built by name only)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    seed = int_arg(args.seed, "--seed")
+    net = resolve_network(args.spec, num_classes=positive_int(args.classes, "--classes"), seed=seed)
+    if args.perturb:
+        net = perturb(net, seed=seed)
+        net.meta["perturbed_seed"] = seed
+    out = save_network(net, args.output)
+    c = count(net)
+    print(f"wrote {out} ({net.meta.get('name') or args.spec}: {c.params:,} params, {c.flops:,} MACs"
+          f"{', perturbed' if args.perturb else ''})")
+    return 0

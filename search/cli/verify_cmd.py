@@ -1,0 +1,50 @@
+"""``morphnas verify A B [--dtype float32|float64] [--json] [--batch N] [--seed N] [--tol T]``.
+
+Runs both networks in eval mode on the same random batch and prints the maximum absolute output
+difference and the relative error (max abs error / max abs output of A). With ``--tol`` the exit
+code is 1 when the relative error exceeds it, so scripts can gate on preservation.
+"""
+from __future__ import annotations
+
+import json
+
+from morphnas.morphism.verify import output_diff
+from morphnas.spaces.resolve import resolve_network
+
+from . import CLIError
+from ._common import dtype_arg, int_arg, positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("verify", help="output difference between two networks (function preservation)",
+                       description="Compare two networks (A is the reference) on one random batch in eval mode.")
+    p.add_argument("a", metavar="A", help="reference network (saved directory or name)")
+    p.add_argument("b", metavar="B", help="network to compare")
+    p.add_argument("--dtype", default="float64", help="float32 or float64 (default float64)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--batch", metavar="N", default="4", help="batch size of the random input (default 4)")
+    p.add_argument("--seed", metavar="N", default="0", help="seed of the random input (default 0)")
+    p.add_argument("--tol", metavar="T", help="exit 1 if the relative error exceeds T")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    dtype = dtype_arg(args.dtype)
+    batch = positive_int(args.batch, "--batch")
+    seed = int_arg(args.seed, "--seed")
+    tol = None
+    if args.tol is not None:
+        try:
+            tol = float(args.tol)
+        except ValueError:
+            raise CLIError(f"--tol must be a number, got {args.tol!r}") from None
+    a = resolve_network(args.a)
+    b = resolve_network(args.b)
+    d = output_diff(a, b, dtype=dtype, batch=batch, seed=seed)
+    ok = tol is None or d.rel_err <= tol
+    if args.json:
+        print(json.dumps({**d.to_json(), "batch": batch, "seed": seed, **({"tol": tol, "ok": ok} if tol is not None else {})}))
+    else:
+        print(f"max_abs_err {d.max_abs_err:.3e}  rel_err {d.rel_err:.3e}  (max |output| {d.max_abs_out:.3g}, "
+              f"{d.dtype}, batch {batch}, seed {seed})" + ("" if tol is None else f"  {'OK' if ok else 'FAIL'} at tol {tol:g}"))
+    return 0 if ok else 1

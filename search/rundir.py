@@ -1,0 +1,159 @@
+"""The layout of a run directory ``runs/<name>/`` and how to find a run's Optuna storage.
+
+Every command that reads or writes a run goes through :class:`RunDir`, so the layout is defined
+once (DESIGN.md §4)::
+
+    runs/<name>/config.yaml      the resolved config (``storage:`` may name any Optuna storage URL)
+    runs/<name>/study.db         the Optuna study (SQLite) unless ``storage:`` says otherwise
+    runs/<name>/members/<id>/    spec + weights of every network (``save_network`` layout)
+    runs/<name>/best/            the exported best network
+    runs/<name>/plots/           lineage tree, Pareto front, one architecture drawing per member
+    runs/<name>/artifacts/       Optuna artifact store (what optuna-dashboard shows)
+    runs/<name>/ray/             the Ray Tune experiment
+
+The search driver (which writes runs) and the read-only commands (leaderboard, dashboard,
+export) both call :func:`storage_url` and :func:`study_name`, so they always agree.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from morphnas.morphism.errors import MorphnasError
+
+CONFIG_FILE = "config.yaml"
+STUDY_DB = "study.db"
+
+
+class RunDirError(MorphnasError):
+    """A run directory (or its config) is missing or unreadable; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run. ``root`` is absolute; nothing is created until :meth:`make` is called."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | Path) -> "RunDir":
+        return cls(Path(path).expanduser().resolve())
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def study_db(self) -> Path:
+        return self.root / STUDY_DB
+
+    @property
+    def members(self) -> Path:
+        return self.root / "members"
+
+    def member(self, member_id: str) -> Path:
+        return self.members / str(member_id)
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def ray(self) -> Path:
+        return self.root / "ray"
+
+    def make(self) -> "RunDir":
+        """Create the directories a run writes into (idempotent)."""
+        for p in (self.root, self.members, self.plots, self.artifacts):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """The saved config as a dict (``{}`` when the run has no config file)."""
+        if not self.config_path.exists():
+            return {}
+        try:
+            data = yaml.safe_load(self.config_path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise RunDirError(f"cannot read {self.config_path}: {e}".splitlines()[0]) from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise RunDirError(f"{self.config_path} must hold a mapping, got {type(data).__name__}")
+        return data
+
+
+def default_storage_url(run: RunDir) -> str:
+    return f"sqlite:///{run.study_db}"
+
+
+_SQLITE_REL = re.compile(r"^sqlite:///(?!/)(.+)$")
+
+
+def resolve_storage_url(url: str | None, run: RunDir) -> str:
+    """``url`` with a relative SQLite path made absolute against the run directory.
+
+    A relative ``sqlite:///x.db`` would otherwise depend on the working directory of whichever
+    command opens it (driver, dashboard, export); anchoring it to the run makes them agree.
+    """
+    if not url:
+        return default_storage_url(run)
+    m = _SQLITE_REL.match(url)
+    if m and m.group(1) != ":memory:":
+        return f"sqlite:///{(run.root / m.group(1)).resolve()}"
+    return url
+
+
+def storage_url(run: RunDir) -> str:
+    """The run's Optuna storage URL: ``storage:`` of its config.yaml, else ``sqlite:///<run>/study.db``."""
+    value = run.config().get("storage")
+    if value is not None and not isinstance(value, str):
+        raise RunDirError(f"{run.config_path}: 'storage' must be an Optuna storage URL string, got {value!r}")
+    return resolve_storage_url(value, run)
+
+
+def study_name(run: RunDir) -> str:
+    """The Optuna study name of a run: config ``study_name``, else config ``name``, else the folder name."""
+    cfg = run.config()
+    for key in ("study_name", "name"):
+        if isinstance(cfg.get(key), str) and cfg[key]:
+            return cfg[key]
+    return run.name
+
+
+def open_run(path: str | Path, runs_root: str | Path = "runs") -> RunDir:
+    """The existing run at ``path`` (or ``runs/<path>``), raising :class:`RunDirError` if it is not one.
+
+    A run is a directory holding ``config.yaml`` or ``study.db``; this is the check every
+    read-only command (leaderboard, dashboard, export) makes before touching a storage.
+    """
+    p = Path(path).expanduser()
+    if not p.exists() and not p.is_absolute() and (Path(runs_root) / p).exists():
+        p = Path(runs_root) / p
+    if not p.exists():
+        raise RunDirError(f"run directory {str(path)!r} does not exist; pass the folder a search wrote "
+                          f"(e.g. runs/<name>)")
+    if not p.is_dir():
+        raise RunDirError(f"{str(path)!r} is a file, not a run directory; pass the folder a search wrote "
+                          f"(e.g. runs/<name>)")
+    run = RunDir.at(p)
+    if not run.config_path.exists() and not run.study_db.exists():
+        raise RunDirError(f"{str(path)!r} is not a morphnas run directory (it has neither {CONFIG_FILE} "
+                          f"nor {STUDY_DB}); pass the folder a search wrote (e.g. runs/<name>)")
+    return run

@@ -1,0 +1,232 @@
+"""Trials on Ray Tune: the trainable (runs on a worker) and the thin Tune adapters (run in the driver).
+
+The trainable :func:`run_trial` gets one *job* (a JSON dict built by the driver, under
+``config["job"]``): for a child it loads the parent (spec + weights), applies the proposal's
+actions, verifies that the child computes the parent's function (a relative output error above
+``tolerance`` fails the trial loudly, naming the ops), fine-tunes it at the low LR, and after every
+epoch saves the child into its member directory and reports ``val_acc``. For the seed (member 0)
+it builds (or loads) the seed and trains it. Every report carries the trial's
+:class:`TrialResult` so far (JSON), so a trial stopped early by ASHA still has a full record. An
+exception (NaN loss, CUDA out of memory, an op that does not apply...) becomes a final report with
+state FAIL and the reason; only a dying process reaches Tune as an error.
+
+:class:`MorphSearcher`, :class:`ErrorCallback` and :class:`InterruptStopper` hold no search logic:
+they forward Tune's callbacks to the driver (:mod:`.loop`), which owns all state.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+from ray.tune import Callback
+from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
+
+from morphnas.morphism.errors import MorphnasError, PreservationError
+from morphnas.morphism.graph import Network
+
+from .records import TrialResult
+
+METRIC = "val_acc"
+_DATA_CACHE: dict[str, Any] = {}
+
+
+# ------------------------------------------------------------------------------------ worker side
+def run_trial(config: dict[str, Any]) -> None:
+    """The Tune function trainable. Reports once per epoch; never raises for a failed trial."""
+    job = config["job"]
+    torch.set_num_threads(int(job.get("threads", 1)))
+    start = time.time()
+    try:
+        execute(job, lambda metrics: tune.report(metrics), start)
+    except Exception as e:  # any failure of this child is a FAIL trial; the search goes on
+        reason = _reason(e)
+        res = _base_result(job, state="FAIL", fail_reason=reason, wall_time=time.time() - start)
+        tune.report({METRIC: 0.0, "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())})
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, MorphnasError):
+        return f"{type(e).__name__}: {e}"
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        return f"out of memory: {e}".splitlines()[0]
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{type(e).__name__}: {e}{where}"
+
+
+def _base_result(job: dict[str, Any], **kw: Any) -> TrialResult:
+    extra = {"proposal_id": job.get("proposal", {}).get("proposal_id", ""), "attempt": job.get("attempt", 1)}
+    extra.update(job.get("extra", {}))
+    search = job.get("proposal", {}).get("search_params", {})
+    return TrialResult(member_id=job["member_id"], parent_id=job.get("parent_id"), depth=job.get("depth", 0),
+                       search_params=dict(search), member_path=job["member_path"], extra=extra, **kw)
+
+
+def _data(job: dict[str, Any]):
+    from .config import DataConfig
+    from .data import load_data
+    key = json.dumps([job["data"], job["data_seed"]], sort_keys=True)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = load_data(DataConfig(**job["data"]), seed=job["data_seed"])
+    return _DATA_CACHE[key]
+
+
+def build_seed(job: dict[str, Any], data) -> Network:
+    """The seed network: the checkpoint if given, else ``seed.network`` built for the data's shape."""
+    from morphnas.spaces.resolve import resolve_network
+    s = job["seed"]
+    if s.get("checkpoint"):
+        from morphnas.morphism.serialize import load_network
+        net = load_network(s["checkpoint"])
+    else:
+        net = resolve_network(s["network"], num_classes=data.num_classes, seed=job.get("net_seed", 0),
+                              input_size=data.input_shape[-1])
+    if tuple(net.input_shape) != tuple(data.input_shape):
+        raise MorphnasError(f"seed network {s.get('checkpoint') or s['network']!r} takes input {tuple(net.input_shape)} "
+                            f"but the data is {tuple(data.input_shape)}; set data.image_size or pick a seed for "
+                            f"{data.input_shape[0]}-channel images")
+    out = net.shapes()[net.output_blob]
+    if tuple(out) != (data.num_classes,):
+        raise MorphnasError(f"seed network outputs {tuple(out)} but the data has {data.num_classes} classes")
+    return net
+
+
+def execute(job: dict[str, Any], report, start: float | None = None) -> TrialResult:
+    """Run one job in this process (the trainable's body; also used by tests and the benchmark)."""
+    from morphnas.morphism.ops import apply_op
+    from morphnas.morphism.serialize import load_network, save_network
+    from morphnas.morphism.verify import output_diff
+    from morphnas.spaces.actions import Action
+    from morphnas.spaces.counting import count
+
+    from .train import TrainSpec, evaluate, train
+
+    start = time.time() if start is None else start
+    data = _data(job)
+    member_dir = Path(job["run_dir"]) / job["member_path"]
+    records: list[dict[str, Any]] = []
+    err = None
+    if job["kind"] == "seed":
+        net = build_seed(job, data)
+    else:
+        parent = load_network(job["parent_path"])
+        net = parent
+        for a in job["proposal"]["actions"]:
+            a = Action.from_json(a)
+            net, rec = apply_op(net, a.op, a.site, a.params, a.seed)
+            records.append(rec.to_json())
+        dtype = torch.float64 if job.get("verify_dtype", "float64") == "float64" else torch.float32
+        diff = output_diff(parent, net, x=data.val.x[:64], dtype=dtype)
+        err = diff.rel_err
+        if not err <= job["tolerance"]:   # also catches NaN
+            ops = ", ".join(f"{r['op']}@{r['site']}" for r in records)
+            raise PreservationError(f"the child does not compute its parent's function: relative output error "
+                                    f"{err:.3g} > tolerance {job['tolerance']:g} after {ops}")
+    c = count(net)
+    history: list[float] = []
+    spec = TrainSpec(**job["train"])
+
+    def result(epochs: int) -> TrialResult:
+        return _base_result(job, state="COMPLETE", values=(history[-1],), val_acc_history=tuple(history),
+                            actions=tuple(records), params=c.params, params_mb=c.params_mb, flops=c.flops,
+                            preservation_error=err, epochs=epochs, wall_time=time.time() - start)
+
+    def on_epoch(rep, trained: Network) -> None:
+        history.append(rep.val_acc)
+        save_network(trained, member_dir)
+        final = rep.epoch == spec.epochs
+        report({METRIC: rep.val_acc, "epoch": rep.epoch, "train_loss": rep.train_loss, "steps": rep.steps,
+                "final": final, "trial_result": json.dumps(result(rep.epoch).to_json())})
+
+    if spec.epochs == 0 or (job["kind"] == "seed" and job["seed"].get("checkpoint")):
+        history.append(evaluate(net, data.val))
+        save_network(net, member_dir)
+        res = result(0)
+        report({METRIC: history[-1], "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())})
+        return res
+    device = "cuda" if job.get("gpus", 0) and torch.cuda.is_available() else "cpu"
+    train(net, data, spec, seed=job["train_seed"], on_epoch=on_epoch, device=device, amp=bool(job.get("amp")))
+    return result(spec.epochs)
+
+
+# ------------------------------------------------------------------------------------ driver side
+class MorphSearcher(Searcher):
+    """Thin adapter: ``suggest`` -> ``driver.suggest``; results -> the driver. No search logic here."""
+
+    def __init__(self, driver):
+        super().__init__(metric=METRIC, mode="max")
+        self._driver = driver
+
+    def suggest(self, trial_id: str):
+        out = self._driver.suggest(trial_id)
+        return Searcher.FINISHED if out == "FINISHED" else out
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._driver.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._driver.on_trial_complete(trial_id, result, error)
+
+    # Tune pickles its config (with this searcher) and checkpoints searchers; the run state lives
+    # in the driver's own write-ahead file, so nothing of the driver is pickled.
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_driver"}
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps({"note": "the state lives in morphnas' run_state.json"}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+class ErrorCallback(Callback):
+    """Hands the error of a trial whose worker raised or died to the driver."""
+
+    def __init__(self, driver):
+        self._driver = driver
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        err = None
+        try:
+            err = trial.get_error()
+        except Exception:  # the error text is best effort; the trial is failed either way
+            pass
+        text = str(err).strip() if err is not None else ""
+        self._driver.on_trial_error(trial.trial_id, text.splitlines()[-1] if text else "the worker died")
+
+    def __getstate__(self):
+        return {}
+
+
+class InterruptStopper(Stopper):
+    """Stops every trial once the driver was interrupted (Ctrl-C / SIGTERM)."""
+
+    def __init__(self, driver):
+        self._driver = driver
+
+    def __call__(self, trial_id, result):
+        return False
+
+    def stop_all(self):
+        return bool(self._driver.interrupted)
+
+    def __getstate__(self):
+        return {}
+
+
+def trial_dirname(trial) -> str:
+    """``m3_<trial id>``: short, and says which member a Tune trial directory belongs to (the
+    default name flattens the whole job config into the path)."""
+    return f"{trial.config.get('job', {}).get('member_id', 'trial')}_{trial.trial_id}"
+
+
+def trainable_with_resources(cpus: int, gpus: float):
+    return tune.with_resources(run_trial, {"cpu": cpus, "gpu": gpus})

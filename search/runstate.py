@@ -1,0 +1,115 @@
+"""The driver's write-ahead run state (``runs/<name>/run_state.json``) and the run lock.
+
+The driver writes the whole state atomically (temporary file, fsync, rename) *before* it starts a
+trial and *before* it records a finished trial in the leaderboard. So after a crash at any point:
+
+* a trial in ``pending`` was started but its result never reached the state: resume re-runs it
+  once (same member id, same proposal, ``attempt`` 2) or, if it was already a re-run, records it as
+  FAIL — nothing is lost, nothing finished is repeated;
+* a result in ``results`` may be missing from the study (crash between the two writes): resume
+  records it again, which the leaderboard ignores if it is already there (idempotent by member id);
+* the strategy's state (with its rng) and the population are those of the last write, which is
+  consistent with ``pending``/``results``, so a proposal is never issued twice or skipped.
+
+:class:`RunLock` holds an exclusive ``flock`` on ``runs/<name>/.lock`` for the driver's lifetime;
+the OS releases it when the process dies (even by ``kill -9``), so a second driver is refused
+while the first lives and a crashed run can always be resumed.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from morphnas.morphism.errors import MorphnasError
+
+STATE_FILE = "run_state.json"
+VERSION = 1
+
+
+class RunStateError(MorphnasError):
+    """The run state is missing, corrupt, or the run is locked by another driver."""
+
+
+@dataclass
+class RunState:
+    status: str = "search"                  # search | final | finished
+    next_index: int = 0                     # next member index (m0 = seed)
+    started: int = 0                        # children started (what the trial budget counts)
+    elapsed: float = 0.0                    # search wall time of earlier sessions, seconds
+    sessions: int = 0
+    population: list[dict[str, Any]] = field(default_factory=list)
+    strategy: dict[str, Any] | None = None
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)   # member id -> job (started)
+    queue: list[dict[str, Any]] = field(default_factory=list)          # jobs to (re)start first
+    results: list[dict[str, Any]] = field(default_factory=list)        # TrialResult JSON, finish order
+    final: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": "morphnas-run-state", "version": VERSION, **self.__dict__}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "RunState":
+        if d.get("format") != "morphnas-run-state" or d.get("version") != VERSION:
+            raise RunStateError(f"not a morphnas run state (format {d.get('format')!r}, version {d.get('version')!r})")
+        d = {k: v for k, v in d.items() if k not in ("format", "version")}
+        return cls(**d)
+
+    def save(self, run_dir: Path) -> None:
+        path = Path(run_dir) / STATE_FILE
+        tmp = path.with_suffix(".json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.to_json(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "RunState":
+        path = Path(run_dir) / STATE_FILE
+        if not path.is_file():
+            raise RunStateError(f"{path} does not exist: {run_dir} is not a run started by 'morphnas search' "
+                                f"(or it was stopped before its first trial; start it again with morphnas search)")
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise RunStateError(f"{path} is corrupt ({e}); the run cannot be resumed") from None
+
+    @staticmethod
+    def exists(run_dir: Path) -> bool:
+        return (Path(run_dir) / STATE_FILE).is_file()
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on a run directory (context manager)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self._f = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            f.close()
+            raise RunStateError(f"run {self.path.parent} is in use by another driver (pid {owner}); "
+                                f"wait for it to finish or stop it first") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._f = f
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._f is not None:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_UN)
+            self._f.close()
+            self._f = None

@@ -1,0 +1,111 @@
+"""An Optuna-sampler policy (TPE by default): the sampler picks the morph actions.
+
+Trial parameters have fixed domains (DESIGN §6: a categorical whose choices change between trials
+is refused): ``parent_rank`` (the parent is the member at that rank by validation accuracy, capped
+at the population size) plus, per action, the mutator's fixed-domain parameters (op from the
+enabled list, relative position...). The mutator maps them to concrete actions for the parent; a
+combination that does not apply is told to the sampler as FAIL and another is asked for.
+
+The strategy owns an in-memory Optuna study (ask/tell), *not* the run's leaderboard. Its state is
+the list of finished and pending parameter sets; restoring re-adds them to a fresh study. The
+sampler is re-seeded from (seed, number of asks) before every ask, so a resumed run asks the same
+sequence as an uninterrupted one would.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import IntDistribution, distribution_to_json, json_to_distribution
+
+from ..population import Population
+from ..records import Proposal, TrialResult
+from .base import Strategy, StrategyError
+
+
+class TPEPolicy(Strategy):
+    name = "tpe"
+
+    @dataclass(frozen=True)
+    class Params:
+        sampler: str = "tpe"         # tpe | random
+        top_k: int = 3               # parent = member at rank parent_rank < top_k
+        n_startup_trials: int = 4
+        max_tries: int = 20          # infeasible asks before giving up on this proposal
+
+    def __init__(self, params: Any, mutator: Any, seed: int):
+        if params.sampler not in ("tpe", "random"):
+            raise StrategyError(f"config key 'strategy.sampler' must be 'tpe' or 'random', got {params.sampler!r}")
+        super().__init__(params, mutator, seed)
+        self.seed = seed
+        self.asks = 0
+        self.done: list[dict[str, Any]] = []        # {"params", "value"} of finished trials
+        self.pending: dict[str, dict[str, Any]] = {}  # proposal id -> params
+        self._numbers: dict[str, int] = {}           # proposal id -> trial number in self.study
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(direction="maximize")
+
+    def _distributions(self) -> dict[str, Any]:
+        return {"parent_rank": IntDistribution(0, max(0, self.p.top_k - 1)), **self.mutator.param_space()}
+
+    def _sampler(self) -> optuna.samplers.BaseSampler:
+        s = (self.seed * 1_000_003 + self.asks) % 2**32
+        if self.p.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=s)
+        return optuna.samplers.TPESampler(seed=s, n_startup_trials=self.p.n_startup_trials)
+
+    def propose(self, population: Population) -> Proposal | None:
+        ranked = population.ranked()
+        if not ranked:
+            return None
+        dists = self._distributions()
+        for _ in range(self.p.max_tries):
+            self.study.sampler = self._sampler()
+            self.asks += 1
+            trial = self.study.ask(dists)
+            params = dict(trial.params)
+            parent = ranked[min(int(params["parent_rank"]), len(ranked) - 1)]
+            actions = self.mutator.actions_from_params(parent.id, params, int(self.rng.integers(2**31 - 1)))
+            if actions is None:
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            self.proposed += 1
+            pid = f"p{self.proposed}"
+            self.pending[pid] = params
+            self._numbers[pid] = trial.number
+            return Proposal(parent.id, tuple(actions), params, pid)
+        return None
+
+    def observe(self, result: TrialResult, population: Population) -> None:
+        self.observed += 1
+        pid = result.extra.get("proposal_id")
+        params = self.pending.pop(pid, None)
+        if params is None:
+            return
+        number = self._numbers.pop(pid)
+        if result.state == "COMPLETE" and result.values:
+            self.study.tell(number, float(result.values[0]))
+            self.done.append({"params": params, "value": float(result.values[0])})
+        else:
+            self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+
+    def _state(self) -> dict[str, Any]:
+        dists = {k: distribution_to_json(d) for k, d in self._distributions().items()}
+        return {"asks": self.asks, "done": list(self.done), "pending": dict(self.pending), "distributions": dists}
+
+    def _load(self, s: dict[str, Any]) -> None:
+        self.asks = int(s["asks"])
+        self.done = list(s["done"])
+        dists = {k: json_to_distribution(v) for k, v in s["distributions"].items()}
+        self.study = optuna.create_study(direction="maximize")
+        for d in self.done:
+            self.study.add_trial(optuna.trial.create_trial(params=d["params"], distributions=dists, value=d["value"]))
+        self.pending, self._numbers = {}, {}
+        for pid, params in s["pending"].items():
+            self.study.enqueue_trial(params)
+            trial = self.study.ask(dists)
+            self.pending[pid], self._numbers[pid] = dict(trial.params), trial.number
+
+
+STRATEGY = TPEPolicy

@@ -1,0 +1,250 @@
+"""Pictures of networks: one box per residual block (or stem / head / plain run of layers), each
+listing its internal paths, with paths that morphs added highlighted.
+
+Why boxes and not a node-link diagram: a ResNet-110 has ~400 edges; a graph layout of that is
+unreadable, while the paper's variants differ only *inside* blocks (an extra path next to the
+shortcut). So blocks collapse to a box whose lines are its parallel paths, e.g.::
+
+    layer1.1   16x32x32
+      ├ conv3x3 → bn → prelu → conv3x3 → bn
+      ├ 0.5·id
+      ├ conv1x1 → bn → prelu → conv1x1 → bn        (highlighted: added by a morph)
+      Σ → prelu
+
+A path is highlighted when one of its edges is not in the *base* network (``base=`` a parent
+network, else the seed's edge names recorded in ``net.meta["seed_edges"]`` by the registry) or
+it is a scaled identity (a split shortcut).
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from morphnas.morphism.errors import SpecError
+from morphnas.morphism.graph import Network
+from morphnas.morphism import layers as L
+
+_STAGE_COLOURS = ("#e8eef7", "#e6f2e6", "#f7f0e1", "#f0e6f2", "#e4f1f3", "#f5e6e6")
+_MORPH = "#d2691e"
+_MAX_PATHS = 8
+_WRAP = 52
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    morphed: bool = False
+
+
+@dataclass(frozen=True)
+class Group:
+    """One box: a block, the stem/head or a run of layers outside blocks."""
+
+    title: str
+    stage: int | None
+    lines: tuple[Line, ...]
+
+    @property
+    def morphed(self) -> bool:
+        return any(line.morphed for line in self.lines)
+
+
+def layer_label(layer: L.LayerSpec) -> str:
+    """A short label: ``conv3x3/2``, ``bn``, ``prelu``, ``0.5·id``, ``fc 64→10``."""
+    if isinstance(layer, L.Conv2d):
+        s = f"conv{layer.kernel_size}x{layer.kernel_size}"
+        s += f"/{layer.stride}" if layer.stride > 1 else ""
+        s += f" g{layer.groups}" if layer.groups > 1 else ""
+        return s + (f" {layer.out_channels}" if layer.out_channels != layer.in_channels else "")
+    if isinstance(layer, L.BatchNorm2d):
+        return "bn"
+    if isinstance(layer, L.PReLU):
+        return "prelu"
+    if isinstance(layer, L.PAct):
+        return f"p-{layer.fn}"
+    if isinstance(layer, L.Activation):
+        return layer.fn
+    if isinstance(layer, L.Identity):
+        return "id" if layer.scale == 1.0 else f"{layer.scale:g}·id"
+    if isinstance(layer, L.Linear):
+        return f"fc {layer.in_features}→{layer.out_features}"
+    if isinstance(layer, L.GlobalAvgPool):
+        return "avgpool"
+    if isinstance(layer, L.MaxPool2d):
+        return f"maxpool{layer.kernel_size}"
+    if isinstance(layer, L.AvgPool2d):
+        return f"avgpool{layer.kernel_size}"
+    if isinstance(layer, (L.Pad, L.Crop)):
+        return f"{layer.kind}{layer.amount}"
+    return layer.kind
+
+
+def _block_edges(net: Network, block: dict) -> set[str]:
+    """Edges inside a block: from its input blob (or an inner blob) to an inner blob."""
+    g = net.graph
+    inner = (nx.descendants(g, block["in"]) & nx.ancestors(g, block["out"])) | {block["out"]}
+    return {k for u, v, k in g.edges(keys=True) if (u == block["in"] or u in inner) and v in inner}
+
+
+def _segments(sub: nx.MultiDiGraph, source: str, sink: str) -> list[list[list[tuple]]]:
+    """Split the single-source single-sink ``sub`` at blobs every path crosses; each segment is
+    the list of its paths (each a list of ``(u, v, key)``)."""
+    order = list(nx.lexicographical_topological_sort(sub))
+    pos = {b: i for i, b in enumerate(order)}
+    cuts = [b for b in order if not any(pos[u] < pos[b] < pos[v] for u, v in sub.edges())]
+    out = []
+    for a, b in zip(cuts, cuts[1:]):
+        nodes = (nx.descendants(sub, a) & nx.ancestors(sub, b)) | {a, b}
+        paths = list(nx.all_simple_edge_paths(sub.subgraph(nodes), a, b))
+        out.append(sorted(paths, key=lambda p: (len(p), [k for *_, k in p]), reverse=True))
+    return out
+
+
+def _lines(net: Network, sub: nx.MultiDiGraph, source: str, sink: str, base: set[str] | None) -> list[Line]:
+    def morphed(path) -> bool:
+        edges = [net.edge(k) for *_, k in path]
+        return any((base is not None and e.name not in base)
+                   or (isinstance(e.layer, L.Identity) and e.layer.scale != 1.0) for e in edges)
+
+    def text(path) -> str:
+        return " → ".join(layer_label(net.edge(k).layer) for *_, k in path)
+
+    lines: list[Line] = []
+    chain: list[tuple[str, bool]] = []
+    after_join = False
+
+    def flush() -> None:
+        # Runs of the chain added by morphs go on their own lines so exactly they are highlighted.
+        first = True
+        while chain:
+            hit = chain[0][1]
+            run = []
+            while chain and chain[0][1] == hit:
+                run.append(chain.pop(0)[0])
+            s = ("Σ → " if after_join and first else "" if first else "→ ") + " → ".join(run)
+            for i, part in enumerate(textwrap.wrap(s, _WRAP, break_on_hyphens=False)):
+                lines.append(Line(("  " if i else "") + part, hit))
+            first = False
+
+    for seg in _segments(sub, source, sink):
+        if len(seg) == 1:
+            chain.append((text(seg[0]), morphed(seg[0])))
+            continue
+        flush()
+        seg = sorted(seg, key=morphed)  # the seed's own paths first, stable otherwise
+        for p in seg[:_MAX_PATHS]:
+            lines.append(Line("├ " + text(p), morphed(p)))
+        if len(seg) > _MAX_PATHS:
+            lines.append(Line(f"├ ... {len(seg) - _MAX_PATHS} more paths", True))
+        after_join = True
+    flush()
+    return lines
+
+
+def groups(net: Network, base: Network | None = None) -> list[Group]:
+    """The boxes of a drawing, in network order."""
+    from .sites import stage_map
+    base_names = set(base.edge_names()) if base is not None else (
+        set(net.meta["seed_edges"]) if net.meta.get("seed_edges") else None)
+    shapes = net.shapes()
+    stages = stage_map(net)
+    g = net.graph
+    owned: set[str] = set()
+    found: list[tuple[int, Group]] = []
+    order = {b: i for i, b in enumerate(net.blobs())}
+    for block in net.meta.get("blocks") or []:
+        if block["in"] not in g or block["out"] not in g:
+            continue
+        keys = _block_edges(net, block)
+        owned |= keys
+        sub = g.edge_subgraph([(u, v, k) for u, v, k in g.edges(keys=True) if k in keys])
+        shape = "x".join(map(str, shapes[block["out"]]))
+        found.append((order[block["in"]], Group(f"{block['name']}   {shape}", int(block["stage"]),
+                                                tuple(_lines(net, sub, block["in"], block["out"], base_names)))))
+    rest = [(u, v, k) for u, v, k in g.edges(keys=True) if k not in owned]
+    if rest:
+        free = g.edge_subgraph(rest)
+        for comp in nx.weakly_connected_components(free):
+            sub = free.subgraph(comp)
+            srcs = [b for b in sub if sub.in_degree(b) == 0]
+            sinks = [b for b in sub if sub.out_degree(b) == 0]
+            if len(srcs) != 1 or len(sinks) != 1:  # not single-source/sink: list its edges
+                lines = [Line(f"{e}: {layer_label(net.edge(e).layer)}") for *_, e in sorted(sub.edges(keys=True))]
+                found.append((min(order[b] for b in comp), Group("layers", None, tuple(lines))))
+                continue
+            src, sink = srcs[0], sinks[0]
+            title = ("stem" if src == net.input_blob and sink != net.output_blob else
+                     "head" if sink == net.output_blob and src != net.input_blob else
+                     "network" if src == net.input_blob else f"{src} → {sink}")
+            title += "   " + "x".join(map(str, shapes[sink] if sink != net.output_blob else shapes[src]))
+            found.append((order[src], Group(title, stages.get(src), tuple(_lines(net, sub, src, sink, base_names)))))
+    return [grp for _, grp in sorted(found, key=lambda t: t[0])]
+
+
+def draw_network(net: Network, path: str | Path, base: Network | None = None, title: str | None = None) -> Path:
+    """Draw ``net`` to ``path`` (PNG or SVG by suffix); returns the path written."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg"):
+        raise SpecError(f"cannot draw to {str(path)!r}: the file name must end in .png or .svg")
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from .counting import count
+
+    boxes = groups(net, base)
+    heights = [1.6 + len(b.lines) for b in boxes]      # in text lines: title + lines + padding
+    total = sum(heights) + len(boxes)
+    ncols = max(1, min(6, round(math.sqrt(total * 0.035))))
+    cap = max(max(heights) + 1, total / ncols)
+    cols: list[list[int]] = [[]]
+    used = 0.0
+    for i, h in enumerate(heights):
+        if cols[-1] and used + h + 1 > cap * 1.05 and len(cols) < ncols:
+            cols.append([])
+            used = 0.0
+        cols[-1].append(i)
+        used += h + 1
+    rows = max(sum(heights[i] + 1 for i in c) for c in cols)
+    lh, colw = 0.17, 4.6                                   # inches per text line, per column
+    fig = plt.figure(figsize=(colw * len(cols), lh * (rows + 5)))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, colw * len(cols))
+    ax.set_ylim(-lh * (rows + 5), 0)
+    ax.axis("off")
+    c = count(net)
+    head = title or str(net.meta.get("name", "network"))
+    ax.text(0.15, -lh * 1.0, f"{head}   input {'x'.join(map(str, net.input_shape))}", fontsize=9, weight="bold",
+            va="center")
+    ax.text(0.15, -lh * 2.0, f"params {c.params:,} ({c.params_mb:.2f} MB)   FLOPs {c.flops:,}   depth {c.depth}",
+            fontsize=7.5, va="center")
+    if any(b.morphed for b in boxes):
+        ax.text(0.15, -lh * 3.0, "highlighted: paths added by morphs", fontsize=7.5, va="center", color=_MORPH)
+    for ci, col in enumerate(cols):
+        x0, y = ci * colw + 0.15, -lh * 4.0
+        prev_bottom = None
+        for i in col:
+            b, h = boxes[i], heights[i] * lh
+            colour = _STAGE_COLOURS[(b.stage or 0) % len(_STAGE_COLOURS)] if b.stage is not None else "#f2f2f2"
+            ax.add_patch(FancyBboxPatch((x0, y - h), colw - 0.3, h, boxstyle="round,pad=0,rounding_size=0.06",
+                                        fc=colour, ec=_MORPH if b.morphed else "#555555",
+                                        lw=1.8 if b.morphed else 0.8))
+            if prev_bottom is not None:
+                ax.add_patch(FancyArrowPatch((x0 + 0.4, prev_bottom), (x0 + 0.4, y), arrowstyle="-|>",
+                                             mutation_scale=7, color="#555555", lw=0.8))
+            ax.text(x0 + 0.1, y - lh * 0.8, b.title, fontsize=7.5, weight="bold", family="monospace", va="center")
+            for j, line in enumerate(b.lines):
+                ax.text(x0 + 0.2, y - lh * (1.8 + j), line.text, fontsize=7, family="monospace", va="center",
+                        color=_MORPH if line.morphed else "#111111", weight="bold" if line.morphed else "normal")
+            prev_bottom = y - h
+            y -= h + lh
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=fmt, dpi=110)
+    plt.close(fig)
+    return path

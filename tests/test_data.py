@@ -1,0 +1,121 @@
+"""Data: the validation split is held out of the training set, the test split is separate and fixed,
+normalisation uses training statistics only, torchvision paths work (faked with same-shape tensors),
+and a failed download is a clear error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from morphnas.search.config import DataConfig
+from morphnas.search.data import DataError, augment_batch, batches, load_data
+
+
+def rows(x: torch.Tensor) -> set[bytes]:
+    return {r.numpy().tobytes() for r in x}
+
+
+def test_digits_split_sizes_and_shapes():
+    d = load_data(DataConfig(dataset="digits"), seed=0)
+    assert (len(d.train), len(d.val), len(d.test)) == (1222, 216, 359)   # 1797 images: 20% test, 15% of the rest val
+    assert d.num_classes == 10 and d.input_shape == (1, 8, 8)
+    assert d.train.x.dtype == torch.float32 and d.train.y.dtype == torch.int64
+    # normalised with the training split's statistics
+    assert abs(d.train.x.mean().item()) < 1e-5 and d.train.x.std().item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_digits_upscaled_as_configured():
+    d = load_data(DataConfig(dataset="digits", image_size=16), seed=0)
+    assert d.input_shape == (1, 16, 16) and d.train.x.shape[1:] == (1, 16, 16)
+
+
+def test_validation_depends_on_seed_but_test_does_not():
+    a, b = load_data(DataConfig(), seed=0), load_data(DataConfig(), seed=1)
+    assert torch.equal(a.test.y, b.test.y)
+    assert not torch.equal(a.val.y, b.val.y)
+    a2 = load_data(DataConfig(), seed=0)
+    assert torch.equal(a.val.x, a2.val.x) and torch.equal(a.train.y, a2.train.y)
+
+
+class FakeTV:
+    """A torchvision-like dataset: image i has pixel (0,0) = i % 256 and (0,1) = i // 256 (unique)."""
+
+    n_train, n_test, fail = 300, 100, None
+
+    def __init__(self, root, train=True, download=False, transform=None, split=None):
+        if self.fail:
+            raise RuntimeError(self.fail)
+        n = self.n_train if (train if split is None else split == "train") else self.n_test
+        off = 0 if (train if split is None else split == "train") else 10_000
+        data = np.zeros((n, 6, 6), dtype=np.uint8)
+        idx = np.arange(n) + off
+        data[:, 0, 0], data[:, 0, 1], data[:, 0, 2] = idx % 256, (idx // 256) % 256, 200
+        self.data, self.targets, self.transform = data, list(idx % 5), transform
+
+    def __len__(self):
+        return len(self.data)
+
+
+def test_torchvision_path_split_is_disjoint(monkeypatch):
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeTV)
+    d = load_data(DataConfig(dataset="mnist", val_fraction=0.2), seed=0)
+    assert (len(d.train), len(d.val), len(d.test)) == (240, 60, 100)
+    assert d.input_shape == (1, 6, 6) and d.num_classes == 5
+    tr, va, te = rows(d.train.x), rows(d.val.x), rows(d.test.x)
+    assert len(tr) == 240 and len(va) == 60
+    assert not tr & va and not tr & te and not va & te
+    assert d.augment == "none"
+
+
+def test_cifar_gets_the_papers_augmentation_and_hwc_arrays_are_transposed(monkeypatch):
+    class FakeCifar(FakeTV):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.data = np.repeat(self.data[..., None], 3, axis=-1)      # (N, H, W, C) like CIFAR
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCifar)
+    d = load_data(DataConfig(dataset="cifar10"), seed=0)
+    assert d.input_shape == (3, 6, 6) and d.augment == "crop_flip"
+
+
+def test_failed_download_is_a_clear_error(monkeypatch):
+    class Broken(FakeTV):
+        fail = "Dataset not found or corrupted. You can use download=True to download it"
+    monkeypatch.setattr(torchvision.datasets, "SVHN", Broken)
+    with pytest.raises(DataError, match=r"cannot load dataset 'svhn' from 'nowhere'.*check the network"):
+        load_data(DataConfig(dataset="svhn", root="nowhere"), seed=0)
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    d = load_data(DataConfig(dataset="image_folder", root=str(tmp_path), image_size=8, val_fraction=0.25), seed=0)
+    assert d.input_shape == (3, 8, 8) and d.num_classes == 2
+    assert (len(d.train), len(d.val), len(d.test)) == (9, 3, 4)
+    with pytest.raises(DataError, match=r"needs a 'train' sub-folder"):
+        load_data(DataConfig(dataset="image_folder", root=str(tmp_path / "train")), seed=0)
+
+
+def test_crop_augmentation_is_a_shift_of_the_padded_image_and_flip_mirrors():
+    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
+    g = torch.Generator().manual_seed(0)
+    out = augment_batch(x, "crop", g, pad=2)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        hits = [(dy, dx) for dy in range(5) for dx in range(5)
+                if torch.equal(out[i, 0], padded[i, 0, dy:dy + 5, dx:dx + 5])]
+        assert hits, "each crop must be a 5x5 window of the padded image"
+    flips = augment_batch(x.repeat(32, 1, 1, 1), "crop_flip", torch.Generator().manual_seed(1), pad=0)
+    n_flipped = sum(torch.equal(f, x[i % 2].flip(-1)) for i, f in enumerate(flips))
+    assert 20 < n_flipped < 44         # about half of 64
+
+
+def test_batches_cover_the_split_once():
+    d = load_data(DataConfig(), seed=0)
+    seen = torch.cat([y for _, y in batches(d.val, 50, shuffle=True, gen=torch.Generator().manual_seed(0))])
+    assert torch.equal(seen.sort().values, d.val.y.sort().values)

@@ -1,0 +1,241 @@
+"""The Optuna leaderboard: one trial per member with every attribute, idempotent, artifacts, CLI."""
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from _fake_run import DEPTH, MEMBERS, SEARCH_SPACE, make_fake_run
+from morphnas.search.cli import main
+from morphnas.search.leaderboard import Leaderboard, LeaderboardError, Row, rank_rows, to_distribution
+from morphnas.search.records import TrialResult
+from morphnas.search.rundir import RunDir, RunDirError, open_run, storage_url, study_name
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    return make_fake_run(tmp_path_factory.mktemp("runs"))
+
+
+def test_one_trial_per_member_with_all_attributes(fake):
+    run, lb, results = fake
+    trials = lb.study.get_trials()
+    assert [t.user_attrs["member_id"] for t in trials] == [m[0] for m in MEMBERS]
+    assert lb.recorded() == {m[0]: i for i, m in enumerate(MEMBERS)}
+    for t, r in zip(trials, results):
+        u = t.user_attrs
+        assert u["parent_id"] == r.parent_id and u["depth"] == DEPTH[r.member_id]
+        assert u["actions"] == [dict(a) for a in r.actions]
+        assert (u["params"], u["params_mb"], u["flops"]) == (r.params, r.params_mb, r.flops)
+        assert u["preservation_error"] == r.preservation_error
+        assert (u["epochs"], u["wall_time"], u["member_path"]) == (r.epochs, r.wall_time, r.member_path)
+        assert u["val_acc_history"] == list(r.val_acc_history)
+        assert u["extra"] == {"attempt": 1}
+        assert t.params == r.search_params
+        assert math.isclose((t.datetime_complete - t.datetime_start).total_seconds(), r.wall_time, abs_tol=1e-3)
+        if r.state == "COMPLETE":
+            assert t.state == TrialState.COMPLETE and t.values == [r.val_acc_history[-1]]
+            assert u["val_acc"] == r.val_acc_history[-1]
+            assert t.intermediate_values == {i + 1: v for i, v in enumerate(r.val_acc_history)}
+            assert "fail_reason" not in u
+        else:
+            assert t.state == TrialState.FAIL and t.values is None
+            assert u["fail_reason"] == "worker raised RuntimeError: loss is NaN"
+    # fixed declared domains, identical in every trial (what parameter importance needs)
+    t4 = trials[4]
+    assert t4.distributions == {"op": CategoricalDistribution(("split", "deepen", "widen")),
+                                "stage": IntDistribution(0, 2), "position": FloatDistribution(0.0, 1.0)}
+    assert t4.user_attrs["ops"] == "deepen@layer3.0.conv1 + split@layer1.0.conv2"
+    assert trials[0].params == {} and trials[0].user_attrs["ops"] == ""
+    assert lb.study.metric_names == ["val_acc"]
+
+
+def test_recording_is_idempotent_across_reopen(fake):
+    run, lb, results = fake
+    n = len(lb.study.get_trials())
+    assert lb.record(results[2]) == 2
+    # a resumed driver opens a new Leaderboard on the same storage: nothing is duplicated
+    lb2 = Leaderboard.for_run(run, ["maximize"], ["val_acc"], search_space=SEARCH_SPACE, publish=False)
+    assert lb2.recorded() == lb.recorded()
+    for r in results:
+        lb2.record(r)
+    assert len(lb2.study.get_trials()) == n == len(MEMBERS)
+
+
+def test_artifacts_attached_to_trials_and_study(fake):
+    run, lb, _ = fake
+    for mid, _, state, *_ in MEMBERS:
+        arts = lb.artifacts(mid)
+        if state == "COMPLETE":
+            assert list(arts) == [f"arch_{mid}.png"]
+            stored = (run.artifacts / arts[f"arch_{mid}.png"]).read_bytes()
+            assert stored == (run.plots / f"arch_{mid}.png").read_bytes() and stored[:4] == b"\x89PNG"
+        else:
+            assert arts == {}
+    study_arts = lb.artifacts()
+    assert sorted(study_arts) == ["lineage.png", "pareto.png"]
+    for name, aid in study_arts.items():
+        assert (run.artifacts / aid).read_bytes() == (run.plots / name).read_bytes()
+    # Optuna's own API sees the trial artifacts too
+    metas = optuna.artifacts.get_all_artifact_meta(lb.study.get_trials()[1], storage=lb.storage)
+    assert [(m.filename, m.mimetype) for m in metas] == [("arch_m1.png", "image/png")]
+
+
+def test_upload_artifact_to_finished_trial_replaces_by_name(fake, tmp_path):
+    run, lb, _ = fake
+    note = tmp_path / "notes.txt"
+    note.write_text("first")
+    aid = lb.upload_artifact("m2", note)
+    note.write_text("second")
+    assert lb.upload_artifact("m2", note) == aid
+    assert lb.artifacts("m2") == {"arch_m2.png": lb.artifacts("m2")["arch_m2.png"], "notes.txt": aid}
+    assert (run.artifacts / aid).read_text() == "second"
+    with pytest.raises(LeaderboardError, match="has no trial yet"):
+        lb.upload_artifact("nobody", note)
+
+
+def test_multi_objective_keeps_curve_in_user_attrs(tmp_path, capsys):
+    run, lb, results = make_fake_run(tmp_path, "pareto", multi=True, publish=False)
+    trials = lb.study.get_trials()
+    assert [d.name for d in lb.study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert all(t.intermediate_values == {} for t in trials)
+    assert trials[4].user_attrs["val_acc_history"] == [0.70, 0.75]
+    assert trials[4].values == [0.75, float(results[4].params)]
+    rows = lb.rows()
+    assert [r.member_id for r in rows] == ["m4", "m1", "m2", "m0", "m3"]
+    # every member has the same architecture size here, so only the most accurate is undominated
+    assert [r.pareto for r in rows] == [True, False, False, False, False]
+    assert main(["leaderboard", str(run.root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "study 'pareto' (maximize, minimize): 5 trial(s), showing 5"
+    assert lines[1].split()[-4:] == ["obj:val_acc", "obj:params", "pareto", "state"]
+    assert lines[2].split()[-4:] == ["0.75", str(results[4].params), "*", "COMPLETE"]
+    assert lines[3].split()[-3:] == ["0.625", str(results[1].params), "COMPLETE"]
+
+
+def test_rank_rows_minimize_and_pareto():
+    def row(i, values, state="COMPLETE"):
+        return Row(trial=i, member_id=f"m{i}", parent_id=None, depth=0, state=state, values=values, ops="",
+                   val_acc=None, params=None, params_mb=None, flops=None, preservation_error=None, member_path="")
+    rows = [row(0, (0.3, 5.0)), row(1, (0.1, 9.0)), row(2, None, "FAIL"), row(3, (0.1, 7.0)), row(4, (0.2, 1.0))]
+    ranked = rank_rows(rows, ["minimize", "minimize"])
+    assert [(r.trial, r.rank, r.pareto) for r in ranked] == [
+        (1, 1, False), (3, 2, True), (4, 3, True), (0, 4, False), (2, None, False)]
+
+
+def test_bad_results_are_refused_or_failed(tmp_path):
+    run = RunDir.at(tmp_path / "r").make()
+    lb = Leaderboard.for_run(run, ["maximize"], search_space=SEARCH_SPACE, publish=False)
+    with pytest.raises(LeaderboardError, match=r"2 objective value\(s\)"):
+        lb.record(TrialResult("a", None, 0, "COMPLETE", values=(0.5, 3.0)))
+    with pytest.raises(LeaderboardError, match=r"stage=7 is outside its domain"):
+        lb.record(TrialResult("b", None, 0, "COMPLETE", values=(0.5,), search_params={"stage": 7}))
+    with pytest.raises(LeaderboardError, match="state must be"):
+        lb.record(TrialResult("c", None, 0, "RUNNING"))
+    assert lb.study.get_trials() == []
+    n = lb.record(TrialResult("d", None, 0, "COMPLETE", values=(float("nan"),)))
+    t = lb.trial(n)
+    assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"] == "objective value(s) not finite: [nan]"
+    # an undeclared search param is still recorded, with a one-point domain
+    n = lb.record(TrialResult("e", None, 0, "COMPLETE", values=(0.5,), search_params={"k1": 3, "mode": "dense"}))
+    assert lb.trial(n).distributions == {"k1": IntDistribution(3, 3), "mode": CategoricalDistribution(("dense",))}
+    with pytest.raises(LeaderboardError, match=r"directions \['maximize'\], the run asks for \['minimize'\]"):
+        Leaderboard.for_run(run, ["minimize"], publish=False)
+    with pytest.raises(LeaderboardError, match="2 objective names"):
+        Leaderboard.for_run(run, ["maximize"], ["a", "b"], publish=False)
+
+
+def test_to_distribution():
+    assert to_distribution("k", [1, 3, 5]) == CategoricalDistribution((1, 3, 5))
+    assert to_distribution("s", {"low": 0, "high": 4, "step": 2}) == IntDistribution(0, 4, step=2)
+    assert to_distribution("p", {"low": 1e-3, "high": 1.0, "log": True}) == FloatDistribution(1e-3, 1.0, log=True)
+    with pytest.raises(LeaderboardError, match=r"`low <= high` must hold, but got \(low=3, high=1\)"):
+        to_distribution("s", {"low": 3, "high": 1})
+    with pytest.raises(LeaderboardError, match="empty list"):
+        to_distribution("s", [])
+
+
+def test_storage_and_study_name_come_from_config(tmp_path):
+    run = RunDir.at(tmp_path / "cfg").make()
+    assert storage_url(run) == f"sqlite:///{run.root}/study.db" and study_name(run) == "cfg"
+    run.config_path.write_text("name: mine\nstorage: sqlite:///db/other.db\n")
+    assert storage_url(run) == f"sqlite:///{run.root}/db/other.db" and study_name(run) == "mine"
+    run.config_path.write_text("storage: 5\n")
+    with pytest.raises(RunDirError, match="'storage' must be an Optuna storage URL"):
+        storage_url(run)
+    with pytest.raises(RunDirError, match="does not exist"):
+        open_run(tmp_path / "nope")
+    with pytest.raises(RunDirError, match="not a morphnas run directory"):
+        open_run(tmp_path)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_table(fake, capsys):
+    run, _, results = fake
+    assert main(["leaderboard", str(run.root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "study 'fake' (maximize): 5 trial(s), showing 5"
+    assert lines[1].split() == ["rank", "trial", "member", "parent", "ops", "val_acc", "params", "FLOPs", "state"]
+    p4 = f"{results[4].params:,}"
+    assert lines[2].split() == ["1", "4", "m4", "m1", "deepen@layer3.0.conv1", "+", "split@layer1.0.conv2",
+                                "0.7500", p4, f"{results[4].flops:,}", "COMPLETE"]
+    assert [ln.split()[:3] for ln in lines[3:7]] == [["2", "1", "m1"], ["3", "2", "m2"], ["4", "0", "m0"],
+                                                     ["-", "3", "m3"]]
+    assert lines[6].endswith("FAIL: worker raised RuntimeError: loss is NaN")
+    assert lines[5].split()[4] == "(seed)"
+
+
+def test_cli_json_and_top(fake, capsys):
+    run, _, results = fake
+    assert main(["leaderboard", str(run.root), "--top", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(d["rank"], d["trial"], d["member"], d["parent"], d["val_acc"]) for d in data] == [
+        (1, 4, "m4", "m1", 0.75), (2, 1, "m1", "m0", 0.625)]
+    assert data[0]["params"] == results[4].params and data[0]["flops"] == results[4].flops
+    assert data[0]["ops"] == "deepen@layer3.0.conv1 + split@layer1.0.conv2"
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["leaderboard", "/nonexistent/run"], "run directory '/nonexistent/run' does not exist"),
+    (["leaderboard", "{tmp}"], "is not a morphnas run directory"),
+    (["leaderboard", "{tmp}/cfgonly"], "the run has no study yet"),
+    (["leaderboard", "{run}", "--top", "0"], "--top must be a positive number"),
+])
+def test_cli_errors_are_one_line(fake, tmp_path, capsys, argv, msg):
+    (tmp_path / "cfgonly").mkdir()
+    (tmp_path / "cfgonly" / "config.yaml").write_text("name: x\n")
+    argv = [a.format(tmp=tmp_path, run=fake[0].root) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("morphnas leaderboard: error: ") and msg in err
+    assert not (tmp_path / "cfgonly" / "study.db").exists()  # reading must not create a study
+
+
+def test_rerun_and_unloadable_member(tmp_path, capsys):
+    run = RunDir.at(tmp_path / "rr").make()
+    lb = Leaderboard.for_run(run, ["maximize"], ["val_acc"])
+    bad = TrialResult("m0", None, 0, "COMPLETE", values=(0.5,), val_acc_history=(0.5,), member_path="members/m0",
+                      extra={"attempt": 2, "rerun": True, "rerun_reason": "its first attempt was running"})
+    with pytest.warns(UserWarning, match="no architecture drawing for member m0: LoadError"):
+        assert lb.record(bad) == 0  # the trial is recorded even though its network cannot be drawn
+    assert lb.artifacts("m0") == {} and sorted(lb.artifacts()) == ["lineage.png", "pareto.png"]
+    lb.record(TrialResult("m1", "m0", 1, "FAIL", val_acc_history=(), extra={"rerun": True, "early_stopped": True},
+                          fail_reason="interrupted twice"))
+    assert main(["leaderboard", str(run.root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].endswith("COMPLETE (re-run)")
+    assert lines[3].endswith("FAIL (re-run, early stop): interrupted twice")
+
+
+def test_cli_plots_redraws_files_without_writing_the_study(fake, capsys):
+    run, lb, _ = fake
+    before = lb.storage.get_study_system_attrs(lb.study._study_id)
+    (run.plots / "lineage.png").unlink()
+    assert main(["leaderboard", str(run.root), "--plots"]) == 0
+    assert f"plots: {run.plots / 'lineage.png'}, {run.plots / 'pareto.png'}" in capsys.readouterr().out
+    assert (run.plots / "lineage.png").read_bytes()[:4] == b"\x89PNG"
+    assert lb.storage.get_study_system_attrs(lb.study._study_id) == before

@@ -1,0 +1,148 @@
+"""Resume after Ctrl-C and after kill -9 of the driver (real processes, real Ray Tune).
+
+One run is stopped twice: first by SIGINT (Ctrl-C), then — after resuming — by SIGKILL in the
+middle of its trials, and resumed again to the end. After each stop: every trial finished before
+it is unchanged in the study, trials that were running are re-run once (and say so), and at the
+end the study holds exactly the budget of trials (+ the seed), one per member, no duplicates.
+While a driver runs, a second one on the same run is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+BUDGET = 5
+CONFIG = {
+    "name": "r", "random_seed": 1,
+    "seed": {"network": "tiny_resnet", "epochs": 2, "lr": 0.1},
+    "data": {"dataset": "digits", "train_limit": 300},
+    "actions": {"ops": {"deepen": {}, "widen": {"factor": [2.0]}, "insert_path": {}}, "actions_per_child": 1},
+    "strategy": {"name": "evolution", "population_size": 4, "sample_size": 2},
+    "budget": {"trials": BUDGET}, "finetune": {"epochs": 2},
+    "resources": {"cpus_per_trial": 1, "max_concurrent": 2}, "ray": {"num_cpus": 2},
+    "final": {"epochs": 1},
+}
+
+
+def start(args, log):
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "morphnas.search", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+
+
+def state(run: Path) -> dict:
+    try:
+        return json.loads((run / "run_state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def wait_until(proc, run, done_children, timeout=240):
+    """Until ``done_children`` children finished while at least one trial is still running."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        s = state(run)
+        children = [r for r in s.get("results", []) if r["member_id"] != "m0"]
+        if len(children) >= done_children and s.get("pending"):
+            return s
+        if proc.poll() is not None:
+            raise AssertionError(f"the driver exited early with {proc.returncode}")
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for trials")
+
+
+def stop_group(proc):
+    """End what this test started: the driver's session (Ray fate-shares with the driver anyway)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def finished_trials(study_url):
+    study = optuna.load_study(study_name="r", storage=study_url)
+    return {t.user_attrs["member_id"]: (t.state.name, t.values, t.user_attrs) for t in study.get_trials()}
+
+
+def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
+    cfg_path = tmp_path / "r.yaml"
+    cfg_path.write_text(yaml.safe_dump({**CONFIG, "runs_dir": str(tmp_path / "runs")}))
+    run = tmp_path / "runs" / "r"
+    url = f"sqlite:///{run / 'study.db'}"
+    log = open(tmp_path / "log.txt", "w")
+
+    # 1. Ctrl-C (SIGINT) while trials run: a clean stop, running trials stay pending.
+    p = start(["search", str(cfg_path)], log)
+    try:
+        wait_until(p, run, 1)
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=120) == 130
+    finally:
+        stop_group(p)
+    s1 = state(run)
+    assert s1["status"] == "search" and s1["pending"], "the trials running at Ctrl-C stay pending"
+    before1 = finished_trials(url)
+    assert set(before1) == {r["member_id"] for r in s1["results"]}
+    interrupted1 = set(s1["pending"])
+
+    # 2. Resume, then kill -9 the driver in the middle of its trials.
+    p = start(["resume", str(run)], log)
+    try:
+        wait_until(p, run, len([r for r in s1["results"] if r["member_id"] != "m0"]) + 1)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        stop_group(p)
+    s2 = state(run)
+    assert s2["pending"] and s2["status"] == "search"
+    before2 = finished_trials(url)
+    interrupted2 = set(s2["pending"])
+
+    # 3. Resume to the end.
+    p = start(["resume", str(run)], log)
+    try:
+        t0 = time.time()
+        while (run / ".lock").read_text().strip() != str(p.pid):   # until the driver holds the lock
+            assert time.time() - t0 < 60 and p.poll() is None
+            time.sleep(0.1)
+        busy = subprocess.run([sys.executable, "-m", "morphnas.search", "resume", str(run)],
+                              capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 2 and "in use by another driver" in busy.stderr
+        assert p.wait(timeout=300) == 0, (tmp_path / "log.txt").read_text()[-3000:]
+    finally:
+        stop_group(p)
+    log.close()
+    final = state(run)
+    assert final["status"] == "finished" and final["started"] == BUDGET and not final["pending"]
+    after = finished_trials(url)
+    assert sorted(after, key=lambda m: int(m[1:])) == [f"m{i}" for i in range(BUDGET + 1)], \
+        "exactly the budget of children (+ the seed), one study trial each"
+    study = optuna.load_study(study_name="r", storage=url)
+    assert len(study.get_trials()) == BUDGET + 1, "no duplicate or orphan trials"
+    for before in (before1, before2):
+        for mid, (st, values, attrs) in before.items():
+            assert after[mid][0] == st and after[mid][1] == values and after[mid][2] == attrs, \
+                f"{mid} finished before a stop and must be unchanged"
+    for mid in interrupted1 | interrupted2:
+        extra = after[mid][2].get("extra", {})
+        assert extra.get("rerun") is True or after[mid][0] == "FAIL", f"{mid} must say it was re-run"
+        assert "interrupted" in after[mid][2].get("fail_reason", "") if after[mid][0] == "FAIL" else extra["attempt"] == 2
+    text = (tmp_path / "log.txt").read_text()
+    assert "is re-run once" in text and "morphnas resume" in text
+
+    # 4. Resuming a finished run says so.
+    done = subprocess.run([sys.executable, "-m", "morphnas.search", "resume", str(run)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "already finished" in done.stdout

@@ -1,0 +1,104 @@
+"""Training, evaluation and the trial body (``runner.execute``) without Ray."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from morphnas.morphism.errors import PreservationError
+from morphnas.morphism.serialize import load_network, save_network
+from morphnas.search.config import DataConfig
+from morphnas.search.data import load_data
+from morphnas.search.runner import execute
+from morphnas.search.train import Diverged, TrainSpec, _lr, evaluate, train
+from morphnas.spaces.registry import create_network
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data(DataConfig(dataset="digits", train_limit=400), seed=0)
+
+
+def test_training_learns_and_is_deterministic(digits):
+    net = create_network("tiny_resnet", num_classes=10)
+    before = evaluate(net, digits.val)
+    spec = TrainSpec(epochs=2, lr=0.1, batch_size=64)
+    seen = []
+    a, reps = train(net, digits, spec, seed=5, on_epoch=lambda r, n: seen.append((r.epoch, n.num_params())))
+    assert [r.epoch for r in reps] == [1, 2] and [e for e, _ in seen] == [1, 2]
+    assert reps[-1].steps == 2 * math.ceil(400 / 64)
+    assert reps[-1].val_acc > before + 0.2, (before, reps[-1].val_acc)
+    assert reps[-1].val_acc == pytest.approx(evaluate(a, digits.val))
+    b, _ = train(net, digits, spec, seed=5)
+    assert all(torch.equal(a.params[e][k], b.params[e][k]) for e in a.params for k in a.params[e])
+    assert evaluate(net, digits.val) == before, "train must not modify its input network"
+
+
+def test_cosine_and_constant_schedules():
+    s = TrainSpec(epochs=1, lr=0.2)
+    assert _lr(s, 0, 100) == pytest.approx(0.2)
+    assert _lr(s, 50, 100) == pytest.approx(0.1)
+    assert _lr(s, 100, 100) == pytest.approx(0.0, abs=1e-12)
+    assert _lr(dataclasses.replace(s, schedule="constant"), 70, 100) == 0.2
+
+
+def test_a_diverging_loss_raises(digits):
+    net = create_network("small_cnn", num_classes=10)
+    with pytest.raises(Diverged, match=r"training loss became (nan|inf)"):
+        train(net, digits, TrainSpec(epochs=3, lr=1e6, momentum=0.9, batch_size=64), seed=0)
+
+
+def _job(tmp_path, kind, **kw):
+    job = {"kind": kind, "member_id": "m1" if kind == "child" else "m0", "parent_id": "m0" if kind == "child" else None,
+           "depth": int(kind == "child"), "attempt": 1, "run_dir": str(tmp_path),
+           "member_path": "members/m1" if kind == "child" else "members/m0",
+           "data": dataclasses.asdict(DataConfig(train_limit=300)), "data_seed": 0, "tolerance": 1e-4,
+           "verify_dtype": "float64", "threads": 1, "gpus": 0, "amp": False, "train_seed": 0, "net_seed": 0,
+           "seed": {"network": "tiny_resnet", "checkpoint": None},
+           "train": {"epochs": 1, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
+                     "batch_size": 64}}
+    job.update(kw)
+    return job
+
+
+def test_trial_body_trains_the_seed_and_a_morphed_child(tmp_path):
+    reports = []
+    seed = execute(_job(tmp_path, "seed"), reports.append)
+    assert seed.state == "COMPLETE" and seed.epochs == 1 and len(reports) == 1 and reports[0]["final"]
+    parent = load_network(tmp_path / "members/m0")
+    proposal = {"parent_id": "m0", "proposal_id": "p1", "search_params": {"a0_op": "deepen"},
+                "actions": [{"op": "deepen", "site": "layer2.0.conv1", "params": {}, "seed": 3}]}
+    reports.clear()
+    child = execute(_job(tmp_path, "child", parent_path=str(tmp_path / "members/m0"), proposal=proposal), reports.append)
+    assert child.state == "COMPLETE" and child.actions[0]["op"] == "deepen"
+    assert child.preservation_error is not None and child.preservation_error < 1e-4
+    assert child.params > parent.num_params() and child.extra == {"proposal_id": "p1", "attempt": 1}
+    saved = load_network(tmp_path / "members/m1")
+    assert saved.num_params() == child.params
+    last = json.loads(reports[-1]["trial_result"])
+    assert last["val_acc_history"] == list(child.val_acc_history) and reports[-1]["val_acc"] == child.values[0]
+
+
+def test_a_child_that_breaks_preservation_fails_loudly(tmp_path, monkeypatch):
+    net = create_network("tiny_resnet", num_classes=10)
+    save_network(net, tmp_path / "members/m0")
+    import morphnas.morphism.ops as ops
+
+    def broken(net, op, site=None, params=None, seed=0, registry=None):   # an op that forgets to preserve
+        child, rec = ops.base.apply_op(net, op, site, params, seed, registry)
+        child.params["fc"]["bias"] = child.params["fc"]["bias"] + 1.0
+        return child, rec
+    monkeypatch.setattr(ops, "apply_op", broken)
+    proposal = {"parent_id": "m0", "proposal_id": "p1", "search_params": {},
+                "actions": [{"op": "deepen", "site": "conv1", "params": {}, "seed": 0}]}
+    with pytest.raises(PreservationError, match=r"relative output error .* > tolerance 0.0001 after deepen@conv1"):
+        execute(_job(tmp_path, "child", parent_path=str(tmp_path / "members/m0"), proposal=proposal), lambda m: None)
+
+
+def test_seed_that_does_not_fit_the_data_is_refused(tmp_path):
+    from morphnas.morphism.errors import MorphnasError
+    with pytest.raises(MorphnasError, match=r"takes input \(3, 8, 8\) but the data is \(1, 8, 8\)"):
+        execute(_job(tmp_path, "seed", seed={"network": "tiny_resnet32", "checkpoint": None}), lambda m: None)
