@@ -80,6 +80,24 @@ def deepen_rows() -> list[str]:
     return rows
 
 
+FINDINGS = """
+## Findings
+
+- 1x1 factors (3x3 -> 3x3.1x1, 1x1.3x3, the 1c1 path) are dense and exact at the layer's own
+  width (residual ~1e-15) in milliseconds; with the well-conditioned random factor (singular values
+  clipped to [mean/2, 2 mean]) and the per-channel rescale both factors sit at ~1x their He scale.
+- 3x3 -> 3x3.3x3 and the 3c1 / 3c3 paths at the same width are exact only sparse (one factor
+  centre-only: 44% / 80% / 89% zeros). Dense needs mid >= ceil(25 C / 9) (3c1: C + 1).
+- At exactly that minimum the coupled system is square and ill conditioned (width 64: residual
+  ~5e-11, factors 4-5x He scale); `recommended_dense_width` adds 10% (residual ~5e-14, ~1.3x He),
+  which `deepen widen=true` uses. Counting is necessary but not sufficient for 1-3 channel inputs
+  (rank deficiency from the taps' syzygies): `decompose` verifies every result and refuses.
+- The coupled dense solve (both kernels > 1) costs ~0.8-1 s at width 64 (a 1600-square Cholesky);
+  the 1x1 / centre-only cases solve all taps with one small Cholesky at any width (ResNet-18's
+  512-channel convs: ~1 s per deepen, most of it copying the network and the SVD).
+"""
+
+
 def main() -> None:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__)
@@ -99,7 +117,7 @@ def main() -> None:
         cmd = "OMP_NUM_THREADS=1 .venv/bin/python bench/decompose_bench.py " + " ".join(
             f"--{k} {v}" for k, v in (("widths", args.widths), ("md", args.md)))
         with open(args.md, "w") as f:
-            f.write(f"# Decomposition solver and deepen\n\nCommand: `{cmd}`\n\n{text}\n")
+            f.write(f"# Decomposition solver and deepen\n\nCommand: `{cmd}`\n\n{text}\n{FINDINGS}")
 
 
 if __name__ == "__main__":

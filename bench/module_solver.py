@@ -24,23 +24,46 @@ from morphnas.morphism.module.generate import random_irreducible_module  # noqa:
 
 def run_case(label, module, width, widen, budget, seed):
     g = torch.randn(width, width, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(10_000 + seed))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         sol = solve_module(module, g, widen=widen, time_budget=budget, seed=seed)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         widths = "/".join(str(sol.widths[b]) for b in module.blobs)
         method = sol.method.replace("reduction + ", "")
-        return (label, width, "yes" if widen else "no", widths, f"{dt:.2f}", method,
+        return (label, width, "yes" if widen else "no", widths, f"{dt:.2f} / {dc:.2f}", method,
                 f"{sol.residual:.1e}", f"{sol.residual_f32:.1e}", sol.mode)
     except NotApplicable as err:
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         msg = str(err)
         reached = msg.split("reached relative residual ")[1].split()[0] if "reached relative residual" in msg else "?"
         need = msg.split("; internal widths ")[1].split(" make")[0] if "; internal widths " in msg else "?"
         method = msg.split("fallback (")[1].split(") reached")[0] if "fallback (" in msg else "?"
         widths = "/".join(str(width) for _ in module.blobs)
-        return (label, width, "no", widths, f"{dt:.2f}", f"iterative: {method}", reached, "-",
+        return (label, width, "no", widths, f"{dt:.2f} / {dc:.2f}", f"iterative: {method}", reached, "-",
                 f"refused (exact at {need})")
+
+
+def network_rows():
+    """The op on a perturbed resnet20 (CIFAR 32x32): whole-output errors in float64 and float32."""
+    from morphnas.morphism.ops import apply_op
+    from morphnas.morphism.perturb import perturb
+    from morphnas.morphism.verify import output_diff
+    from morphnas.spaces.registry import create_network
+    net = perturb(create_network("resnet20"), 0)
+    n64 = net.to(torch.float64)
+    rows = []
+    for site, mod in [("layer3.1.conv1", "D"), ("layer3.1.conv2", "D_mixed"), ("layer2.0.conv1", "D"),
+                      ("layer1.2.conv2", "3c3"), ("layer1.1.conv1", "1c1")]:
+        t0 = time.perf_counter()
+        child, rec = apply_op(net, "module", site, {"module": mod}, seed=0)
+        dt = time.perf_counter() - t0
+        e32 = output_diff(net, child, dtype=torch.float32, batch=2).rel_err
+        c64, _ = apply_op(n64, "module", site, {"module": mod}, seed=0)
+        e64 = output_diff(n64, c64, dtype=torch.float64, batch=2).rel_err
+        rows.append((f"`{site}`", mod, f"{dt:.2f}", f"{rec.error:.1e}", f"{e64:.1e}", f"{e32:.1e}",
+                     f"{net.num_params():,} -> {child.num_params():,}"))
+        print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
+    return rows
 
 
 def main(argv=None) -> int:
@@ -49,6 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=10.0, help="time budget of fixed-width runs (s)")
     ap.add_argument("--random", type=int, default=8, help="random irreducible modules (at width 16)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--no-networks", dest="networks", action="store_false", help="skip the resnet20 table")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     widths = [int(w) for w in args.widths.split(",")]
@@ -68,7 +92,7 @@ def main(argv=None) -> int:
         for widen in (True, False):
             rows.append(run_case(label, m, 16, widen, args.budget, seed=100 + i))
             print(" | ".join(map(str, rows[-1])), file=sys.stderr, flush=True)
-    head = ("module", "C", "widen", "internal widths", "time (s)", "method", "residual f64",
+    head = ("module", "C", "widen", "internal widths", "wall / CPU time (s)", "method", "residual f64",
             "residual f32 filters", "outcome")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
@@ -76,7 +100,8 @@ def main(argv=None) -> int:
         "",
         f"Command: `.venv/bin/python bench/module_solver.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"Machine: {platform.machine()}, torch {torch.__version__}, 1 thread, load average {load:.1f} at the end "
-        "(other jobs shared the 2 cores, so times are upper bounds).",
+        "(other jobs shared the 2 cores: wall times are inflated by the load; CPU time is this process's "
+        "own, the better estimate of an idle core; fixed-width runs stop at the budget by wall clock).",
         "",
         "Target conv: random `(C, C, 3, 3)` float64 filter. `residual` = ||G - M(F)|| / ||G|| of the module's "
         "composed filter (float64 solve; 'f32 filters' after rounding the filters to float32). Widening: internal "
@@ -87,6 +112,15 @@ def main(argv=None) -> int:
         "|" + "---|" * len(head),
     ]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    if args.networks:
+        head2 = ("site", "module", "op time (s)", "filter residual", "output rel err f64", "output rel err f32",
+                 "params")
+        lines += ["", "## The op on a network", "",
+                  "Perturbed resnet20 (random BN statistics/affine and PReLU slopes), 3x32x32 inputs, batch 2, "
+                  "whole output. float64: the network converted to float64 before the morph; float32: the "
+                  "filters solved in float64 and stored in float32.", "",
+                  "| " + " | ".join(head2) + " |", "|" + "---|" * len(head2)]
+        lines += ["| " + " | ".join(r) + " |" for r in network_rows()]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

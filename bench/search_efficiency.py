@@ -84,7 +84,8 @@ def morph_search(data, seed_net, seed_reps, args, rep):
             nets[mid], steps[mid] = child, steps[p.parent_id] + reps[-1].steps
             par = pop.get(p.parent_id)
             r = TrialResult(mid, p.parent_id, par.depth + 1, "COMPLETE", values=(reps[-1].val_acc,),
-                            params=count(child).params, extra={"proposal_id": p.proposal_id})
+                            params=count(child).params, actions=tuple(a.to_json() for a in p.actions),
+                            extra={"proposal_id": p.proposal_id})
             pop.add(Member.from_result(r, idx))
             strat.observe(r, pop)
             idx += 1
@@ -139,18 +140,20 @@ def main() -> None:
     ap.add_argument("--children", type=int, default=4)
     ap.add_argument("--random-archs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--train-limit", type=int, default=None, help="keep only this many training images")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows: dict[str, list[tuple]] = {}
     for rep in range(args.reps):
-        data = load_data(DataConfig(dataset="digits"), seed=rep)
+        data = load_data(DataConfig(dataset="digits", train_limit=args.train_limit), seed=rep)
         for k, v in run_rep(data, args, rep).items():
             rows.setdefault(k, []).append(v)
     cmd = "python bench/search_efficiency.py " + " ".join(sys.argv[1:])
     print("## Search efficiency on digits (equal training steps)\n")
     print(f"Command: `{cmd.strip()}` (torch 1 thread, CPU). Seed: tiny_resnet (ResNet-8, width 8) trained "
           f"{args.seed_epochs} epochs at lr {args.lr}; morph search: NASH hill climbing, {args.trials} children in "
-          f"generations of {args.children}, {args.ft_epochs} fine-tune epochs each at lr {args.lr / 10}. "
+          f"generations of {args.children}, {args.ft_epochs} fine-tune epochs each at lr {args.lr / 10}; "
+          f"training images: {args.train_limit or 'all (1222)'}. "
           f"Mean ± std over {args.reps} repetitions (each its own validation split and seeds); the test split "
           f"(359 images) is evaluated once per reported network.\n")
     print("| method | val acc | test acc | SGD steps | params |")

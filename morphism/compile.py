@@ -33,7 +33,11 @@ def compile_network(net: Network, check: bool = True) -> fx.GraphModule:
             if isinstance(e.layer, Identity):
                 terms.append(src if e.layer.scale == 1.0 else graph.call_function(operator.mul, (src, e.layer.scale)))
                 continue
-            _set_submodule(root, e.name, e.layer.module())
+            # Module constructors draw their (discarded) initial weights from the global RNG;
+            # fork it so compiling never moves the caller's random stream.
+            with torch.random.fork_rng(devices=[]):
+                module = e.layer.module()
+            _set_submodule(root, e.name, module)
             terms.append(graph.call_module(e.name, (src,)))
         value = terms[0]
         for t in terms[1:]:

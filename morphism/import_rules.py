@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import (Activation, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool,
-                     Identity, LayerSpec, Linear, MaxPool2d, PReLU, Shape)
+                     LayerSpec, Linear, MaxPool2d, PReLU, Shape)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from .graph import Network
 from .import_rules import (ADD, ADD_METHODS, MUL, MUL_METHODS, NOOP_METHODS, Convert, Unsupported,
                            convert_activation_function, convert_module, convert_pool_function, flatten_view,
                            fn_name)
-from .layers import Identity, LayerSpec, Shape
+from .layers import Flatten, GlobalAvgPool, Identity, LayerSpec, Shape
 
 
 @dataclass
@@ -202,7 +202,6 @@ def _visit(gm: fx.GraphModule, node: fx.Node, val: dict, b: _Builder, order: dic
         keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
         shp = shape_of(x)
         if shp is not None and len(shp) == 3 and isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3]:
-            from .layers import Flatten, GlobalAvgPool
             conv = Convert([GlobalAvgPool()] + ([] if keep else [Flatten()]), [{}] * (1 if keep else 2))
         else:
             conv = Unsupported(f"{fn_name(target)}(dim={dims!r}) (only the spatial mean over dims (2, 3))")

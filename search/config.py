@@ -112,7 +112,7 @@ class Config:
     name: str = "run"
     runs_dir: str = "runs"
     random_seed: int = 0
-    storage: str | None = None          # Optuna storage URL; None: sqlite:///runs/<name>/study.db
+    storage: str | None = None          # Optuna storage URL; None: sqlite:///<run dir>/study.db (see rundir.py)
     seed: SeedConfig = field(default_factory=SeedConfig)
     data: DataConfig = field(default_factory=DataConfig)
     actions: dict = field(default_factory=dict)
@@ -131,10 +131,6 @@ class Config:
     @property
     def finetune_lr(self) -> float:
         return self.finetune.lr if self.finetune.lr is not None else self.seed.lr * self.finetune.lr_factor
-
-    @property
-    def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{(self.run_dir / 'study.db').resolve()}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

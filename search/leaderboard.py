@@ -11,7 +11,8 @@ What each trial holds (see :meth:`Leaderboard.record`):
 * params: the sampler-facing action parameters (``TrialResult.search_params``) with their
   distributions — fixed domains declared through ``search_space`` so the dashboard's parameter
   importance can compare trials; a parameter without a declared domain gets a one-point domain
-  (it is recorded, but importance ignores it);
+  (it is recorded, but importance ignores it); a value outside its domain goes to the user attr
+  ``params_outside_domain`` (with a warning) rather than costing the member its trial;
 * user attrs: member id, parent id, lineage depth, ops summary, action records, params,
   params_mb, FLOPs, preservation error, epochs, wall time, member path, val acc (last epoch) and
   its per-epoch curve, fail reason, ``extra``;
@@ -37,16 +38,15 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
                                   IntDistribution)
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["Leaderboard", "LeaderboardError", "Row", "load_study", "open_storage", "ops_summary",
-           "rank_rows", "to_distribution"]
-
 from morphnas.morphism.errors import MorphnasError
 
 from .records import TrialResult
-from .rows import Row, _row, ops_summary, rank_rows
+from .rows import MEMBER_ATTR, Row, _row, ops_summary, rank_rows
 from .rundir import RunDir, RunDirError, storage_url, study_name
 
-MEMBER_ATTR = "member_id"
+__all__ = ["Leaderboard", "LeaderboardError", "Row", "load_study", "open_storage", "ops_summary",
+           "rank_rows", "to_distribution"]
+
 # Keys under which Optuna (trial/study system attrs) and optuna-dashboard (study system attrs, per
 # trial) keep artifact metadata.
 ARTIFACTS_PREFIX = "artifacts:"
@@ -225,7 +225,8 @@ class Leaderboard:
         if result.member_id in self._numbers:
             return self._numbers[result.member_id]
         if result.state not in ("COMPLETE", "FAIL"):
-            raise LeaderboardError(f"member {result.member_id}: state must be 'COMPLETE' or 'FAIL', got {result.state!r}")
+            raise LeaderboardError(f"member {result.member_id}: state must be 'COMPLETE' or 'FAIL', "
+                                   f"got {result.state!r}")
         state, values, reason = TrialState.FAIL, None, result.fail_reason
         if result.state == "COMPLETE":
             if len(result.values) != len(self.study.directions):
@@ -236,7 +237,7 @@ class Leaderboard:
                 state, values = TrialState.COMPLETE, [float(v) for v in result.values]
             else:
                 reason = f"objective value(s) not finite: {list(result.values)}"
-        params, dists = self._params(result)
+        params, dists, outside = self._params(result)
         intermediate = None
         if len(self.study.directions) == 1 and result.val_acc_history:
             intermediate = {i + 1: float(v) for i, v in enumerate(result.val_acc_history)}
@@ -248,7 +249,7 @@ class Leaderboard:
         system_attrs = dict(self._store_file(f) for f in files)
         frozen = optuna.trial.create_trial(
             state=state, values=values, params=params, distributions=dists,
-            user_attrs=self._user_attrs(result, reason), system_attrs=system_attrs,
+            user_attrs=self._user_attrs(result, reason, outside), system_attrs=system_attrs,
             intermediate_values=intermediate)
         done = frozen.datetime_complete or datetime.datetime.now()
         frozen.datetime_start = done - datetime.timedelta(seconds=max(0.0, float(result.wall_time)))
@@ -279,7 +280,8 @@ class Leaderboard:
                 except MorphnasError:
                     parent = None  # still draw the child, only without the highlighted changes
             ops = "+".join(str(a.get("op", "?")) for a in result.actions) or "seed"
-            title = f"{result.member_id} <- {result.parent_id}: {ops}" if result.parent_id else f"{result.member_id}: seed"
+            title = (f"{result.member_id} <- {result.parent_id}: {ops}" if result.parent_id
+                     else f"{result.member_id}: seed")
             return plots.architecture(net, self.run.plots / f"arch_{result.member_id}.png", base=parent,
                                       title=title if len(title) <= 48 else title[:47] + "…")
         except Exception as e:  # the trial is recorded without its drawing rather than not at all
@@ -295,20 +297,29 @@ class Leaderboard:
         p = Path(member_path)
         return self.run.root / p if (not p.is_absolute() and self.run is not None) else p
 
-    def _params(self, result: TrialResult) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
-        params, dists = {}, {}
+    def _params(self, result: TrialResult) -> tuple[dict[str, Any], dict[str, BaseDistribution], dict[str, Any]]:
+        """Params with their distributions, and the values that fit no domain (kept as a user attr).
+
+        A value outside its declared domain is a bug in the action space, but refusing the record
+        would lose the member from the study; it is recorded without that param, with a warning.
+        """
+        params, dists, outside = {}, {}, {}
         for name, value in sorted(result.search_params.items()):
             dist = self.search_space.get(name) or _point_distribution(value)
             try:
-                if not dist._contains(dist.to_internal_repr(value)):
-                    raise ValueError
+                ok = dist._contains(dist.to_internal_repr(value))
             except (ValueError, TypeError):
-                raise LeaderboardError(f"member {result.member_id}: search param {name}={value!r} is outside "
-                                       f"its domain {dist}; widen the domain in the action space") from None
-            params[name], dists[name] = value, dist
-        return params, dists
+                ok = False
+            if ok:
+                params[name], dists[name] = value, dist
+            else:
+                outside[name] = value
+                warnings.warn(f"leaderboard: member {result.member_id}: search param {name}={value!r} is outside "
+                              f"its domain {dist}; recorded as user attr 'params_outside_domain' (widen the "
+                              f"domain in the action space)", stacklevel=3)
+        return params, dists, outside
 
-    def _user_attrs(self, r: TrialResult, reason: str) -> dict[str, Any]:
+    def _user_attrs(self, r: TrialResult, reason: str, outside: dict[str, Any]) -> dict[str, Any]:
         attrs: dict[str, Any] = {
             MEMBER_ATTR: r.member_id, "parent_id": r.parent_id, "depth": r.depth,
             "ops": ops_summary(r.actions), "actions": list(r.actions), "params": r.params,
@@ -321,6 +332,8 @@ class Leaderboard:
             attrs["fail_reason"] = reason
         if r.extra:
             attrs["extra"] = r.extra
+        if outside:
+            attrs["params_outside_domain"] = outside
         return _jsonable(attrs)
 
     # ------------------------------------------------------------------------- plots + artifacts

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -148,7 +147,10 @@ class Driver:
     def _common(self) -> dict[str, Any]:
         c = self.cfg
         gpus = self._gpus
-        return {"run_dir": str(self.root), "data": dataclasses.asdict(c.data), "data_seed": c.random_seed,
+        # Absolute paths: Ray runs each trial in its own working directory (and maybe on another node
+        # of a cluster sharing the file system).
+        data = {**dataclasses.asdict(c.data), "root": str(Path(c.data.root).expanduser().resolve())}
+        return {"run_dir": str(self.root), "data": data, "data_seed": c.random_seed,
                 "tolerance": c.verify.tolerance, "verify_dtype": c.verify.dtype,
                 "threads": c.resources.cpus_per_trial, "gpus": gpus, "amp": c.resources.amp}
 
@@ -156,7 +158,8 @@ class Driver:
         s = self.cfg.seed
         return {"kind": "seed", "member_id": member_id(0), "parent_id": None, "depth": 0, "born": 0, "attempt": 1,
                 "member_path": f"members/{member_id(0)}", "net_seed": self.cfg.random_seed,
-                "seed": {"network": s.network, "checkpoint": s.checkpoint},
+                "seed": {"network": _abs_if_path(s.network),
+                         "checkpoint": str(Path(s.checkpoint).expanduser().resolve()) if s.checkpoint else None},
                 "train": {"epochs": s.epochs, "lr": s.lr, "momentum": s.momentum, "weight_decay": s.weight_decay,
                           "schedule": "cosine", "batch_size": s.batch_size or self.cfg.data.batch_size},
                 "train_seed": self.cfg.random_seed}
@@ -179,6 +182,7 @@ class Driver:
         extra = {"proposal_id": prop.get("proposal_id", ""), "attempt": job.get("attempt", 1), **job.get("extra", {})}
         return TrialResult(member_id=job["member_id"], parent_id=job.get("parent_id"), depth=job.get("depth", 0),
                            state="FAIL", search_params=dict(prop.get("search_params", {})),
+                           actions=tuple(prop.get("actions", ())),
                            member_path=job["member_path"], fail_reason=reason, extra=extra)
 
     # ------------------------------------------------------------------------- Tune callbacks
@@ -299,6 +303,13 @@ class Driver:
 
         from . import runner
 
+        # Load the data once here: a failed download or a bad image folder is one clear error
+        # before Ray starts, and trials never download concurrently.
+        from .config import DataConfig
+        from .data import load_data
+        data_cfg = {**dataclasses.asdict(self.cfg.data), "root": str(Path(self.cfg.data.root).expanduser().resolve())}
+        load_data(DataConfig(**data_cfg), seed=self.cfg.random_seed)
+
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"     # ours stops trials and keeps them pending
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -410,6 +421,11 @@ class Driver:
         report.update(count(net).to_json())
         save_network(net, self.run_dir.best)
         (self.run_dir.best / "report.json").write_text(json.dumps(report, indent=2))
+        try:   # plus a standalone copy that loads with torch alone (spec + weights + loader, checked)
+            from .export import export_network
+            export_network(net, self.run_dir.best / "standalone", info=report)
+        except Exception as e:  # the morphnas-format export above is the result; say what went wrong
+            self.echo(f"[final] warning: standalone export failed ({type(e).__name__}: {e})")
         self.state.final = report
         self.state.status = "finished"
         self.state.save(self.root)
@@ -423,6 +439,11 @@ class Driver:
         return (f"best {f['member_id']} ({', '.join(f['ops']) or 'seed'}): val_acc {f['val_acc']:.4f}, "
                 f"test_acc {f['test_acc']:.4f} (seed: val {f['seed_val_acc']:.4f}, test {f['seed_test_acc']:.4f}); "
                 f"{f.get('params', 0)} params")
+
+
+def _abs_if_path(spec: str) -> str:
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.exists() else spec
 
 
 def run_search(cfg: Config, resume: bool = False, **kw: Any) -> int:

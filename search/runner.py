@@ -16,7 +16,6 @@ they forward Tune's callbacks to the driver (:mod:`.loop`), which owns all state
 from __future__ import annotations
 
 import json
-import os
 import time
 import traceback
 from pathlib import Path
@@ -47,7 +46,9 @@ def run_trial(config: dict[str, Any]) -> None:
         execute(job, lambda metrics: tune.report(metrics), start)
     except Exception as e:  # any failure of this child is a FAIL trial; the search goes on
         reason = _reason(e)
-        res = _base_result(job, state="FAIL", fail_reason=reason, wall_time=time.time() - start)
+        # The proposal's actions stand in for the morph records the failed child never got.
+        res = _base_result(job, state="FAIL", fail_reason=reason, wall_time=time.time() - start,
+                           actions=tuple(job.get("proposal", {}).get("actions", ())))
         tune.report({METRIC: 0.0, "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())})
 
 

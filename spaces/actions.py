@@ -475,6 +475,11 @@ def _parse_constraints(d: Any, path: str) -> Constraints:
             raise _unknown_key(path, k, keys)
         if v is None:
             continue
+        if isinstance(v, str):  # YAML 1.1 reads `1e6` (no dot) as a string
+            try:
+                v = float(v)
+            except ValueError:
+                pass
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
             raise ActionSpaceError(f"{path}.{k}: must be a positive number, got {v!r}")
         out[k] = v if k == "max_params_mb" else int(v)

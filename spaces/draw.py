@@ -11,6 +11,8 @@ shortcut). So blocks collapse to a box whose lines are its parallel paths, e.g.:
       ├ conv1x1 → bn → prelu → conv1x1 → bn        (highlighted: added by a morph)
       Σ → prelu
 
+Parallel branches nest (a split conv inside the residual branch is indented under it with
+``│``); a branch that does not split further (a solved module) lists its paths.
 A path is highlighted when one of its edges is not in the *base* network (``base=`` a parent
 network, else the seed's edge names recorded in ``net.meta["seed_edges"]`` by the registry) or
 it is a scaled identity (a split shortcut).
@@ -90,28 +92,43 @@ def _block_edges(net: Network, block: dict) -> set[str]:
     return {k for u, v, k in g.edges(keys=True) if (u == block["in"] or u in inner) and v in inner}
 
 
-def _segments(sub: nx.MultiDiGraph, source: str, sink: str) -> list[list[list[tuple]]]:
-    """Split the single-source single-sink ``sub`` at blobs every path crosses; each segment is
-    the list of its paths (each a list of ``(u, v, key)``)."""
+def _cuts(sub: nx.MultiDiGraph) -> list[str]:
+    """Blobs of the single-source single-sink ``sub`` that every path crosses, in order."""
     order = list(nx.lexicographical_topological_sort(sub))
     pos = {b: i for i, b in enumerate(order)}
-    cuts = [b for b in order if not any(pos[u] < pos[b] < pos[v] for u, v in sub.edges())]
-    out = []
-    for a, b in zip(cuts, cuts[1:]):
-        nodes = (nx.descendants(sub, a) & nx.ancestors(sub, b)) | {a, b}
-        paths = list(nx.all_simple_edge_paths(sub.subgraph(nodes), a, b))
-        out.append(sorted(paths, key=lambda p: (len(p), [k for *_, k in p]), reverse=True))
+    # Sweep: a blob is a cut when no edge jumps over it.
+    reach, cuts = -1, []
+    for i, b in enumerate(order):
+        if reach <= i:
+            cuts.append(b)
+        reach = max([reach] + [pos[v] for v in sub.successors(b)])
+    return cuts
+
+
+def _branches(sub: nx.MultiDiGraph, a: str, b: str) -> list[list[tuple]]:
+    """The parallel branches between ``a`` and ``b``: each direct edge, and each group of inner
+    blobs connected to each other (with all their edges)."""
+    out = [[(u, v, k)] for u, v, k in sub.edges(keys=True) if u == a and v == b]
+    inner = sub.subgraph(set(sub) - {a, b})
+    for comp in nx.weakly_connected_components(inner):
+        out.append([(u, v, k) for u, v, k in sub.edges(keys=True) if u in comp or v in comp])
     return out
 
 
 def _lines(net: Network, sub: nx.MultiDiGraph, source: str, sink: str, base: set[str] | None) -> list[Line]:
-    def morphed(path) -> bool:
-        edges = [net.edge(k) for *_, k in path]
-        return any((base is not None and e.name not in base)
-                   or (isinstance(e.layer, L.Identity) and e.layer.scale != 1.0) for e in edges)
+    """Lines describing ``sub`` from ``source`` to ``sink``: a chain as one line, parallel
+    branches as ``├`` lines (nested branches indented with ``│``), ``Σ`` where they join."""
+    def morphed(edges) -> bool:
+        return any((base is not None and k not in base)
+                   or (isinstance(net.edge(k).layer, L.Identity) and net.edge(k).layer.scale != 1.0)
+                   for *_, k in edges)
 
     def text(path) -> str:
         return " → ".join(layer_label(net.edge(k).layer) for *_, k in path)
+
+    def wrapped(s: str, hit: bool, first: str, rest: str) -> list[Line]:
+        parts = textwrap.wrap(s, _WRAP, break_on_hyphens=False) or [""]
+        return [Line((first if i == 0 else rest) + p, hit) for i, p in enumerate(parts)]
 
     lines: list[Line] = []
     chain: list[tuple[str, bool]] = []
@@ -125,21 +142,34 @@ def _lines(net: Network, sub: nx.MultiDiGraph, source: str, sink: str, base: set
             run = []
             while chain and chain[0][1] == hit:
                 run.append(chain.pop(0)[0])
-            s = ("Σ → " if after_join and first else "" if first else "→ ") + " → ".join(run)
-            for i, part in enumerate(textwrap.wrap(s, _WRAP, break_on_hyphens=False)):
-                lines.append(Line(("  " if i else "") + part, hit))
+            lead = "Σ → " if after_join and first else "" if first else "→ "
+            lines.extend(wrapped(lead + " → ".join(run), hit, "", "  "))
             first = False
 
-    for seg in _segments(sub, source, sink):
-        if len(seg) == 1:
-            chain.append((text(seg[0]), morphed(seg[0])))
+    cuts = _cuts(sub)
+    for a, b in zip(cuts, cuts[1:]):
+        seg = sub.subgraph((nx.descendants(sub, a) & nx.ancestors(sub, b)) | {a, b})
+        branches = _branches(seg, a, b)
+        paths = list(nx.all_simple_edge_paths(seg, a, b)) if len(branches) == 1 else []
+        if len(branches) == 1 and len(paths) == 1:
+            chain.append((text(paths[0]), morphed(paths[0])))
             continue
         flush()
-        seg = sorted(seg, key=morphed)  # the seed's own paths first, stable otherwise
-        for p in seg[:_MAX_PATHS]:
-            lines.append(Line("├ " + text(p), morphed(p)))
-        if len(seg) > _MAX_PATHS:
-            lines.append(Line(f"├ ... {len(seg) - _MAX_PATHS} more paths", True))
+        if len(branches) == 1:  # no further split (e.g. a solved module): list its paths
+            paths.sort(key=lambda p: (morphed(p), -len(p)))
+            for p in paths[:_MAX_PATHS]:
+                lines.extend(wrapped(text(p), morphed(p), "├ ", "│   "))
+            if len(paths) > _MAX_PATHS:
+                lines.append(Line(f"├ ... {len(paths) - _MAX_PATHS} more paths", True))
+        else:
+            branches.sort(key=lambda br: (morphed(br), -len(br)))  # the seed's own paths first
+            for br in branches:
+                bsub = seg.edge_subgraph(br)
+                inner = _lines(net, bsub, a, b, base)
+                if len(inner) == 1:
+                    lines.append(Line("├ " + inner[0].text, inner[0].morphed))
+                else:
+                    lines.extend(Line(("├ " if i == 0 else "│ ") + ln.text, ln.morphed) for i, ln in enumerate(inner))
         after_join = True
     flush()
     return lines

@@ -65,7 +65,7 @@ def test_config_errors_name_the_key(cfg, match):
 
 def test_config_forms_and_resolved_dict():
     sp = ActionSpace.from_dict({"ops": ["split_identity", "widen"], "actions_per_child": 2,
-                                "constraints": {"max_params": 1e6, "max_depth": 40}})
+                                "constraints": {"max_params": "1e6", "max_depth": 40}})  # YAML's "1e6"
     assert sp.op_names == ["split_identity", "widen"]
     assert sp.actions_per_child == (2, 2)
     assert sp.constraints.max_params == 1_000_000 and sp.constraints.max_flops is None

@@ -149,3 +149,9 @@ def test_compile_lints_first():
     from morphnas.morphism.errors import LintError
     with pytest.raises(LintError, match="conv2d expects 3 input channels"):
         compile_network(net)
+
+
+def test_compiling_leaves_the_global_rng_alone(tiny_resnet):
+    state = torch.random.get_rng_state()
+    compile_network(tiny_resnet)
+    assert torch.equal(torch.random.get_rng_state(), state)

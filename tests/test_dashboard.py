@@ -82,7 +82,8 @@ def test_served_over_http_on_loopback(fake):
     thread.start()
     try:
         assert server.server_address[0] == "127.0.0.1"
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/api/studies", timeout=30) as r:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+        with opener.open(f"http://127.0.0.1:{server.server_port}/api/studies", timeout=30) as r:
             assert [s["study_name"] for s in json.loads(r.read())["study_summaries"]] == ["fake"]
     finally:
         server.shutdown()

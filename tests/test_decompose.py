@@ -171,3 +171,8 @@ def test_five_by_five_needs_width_for_two_threes():
     d = decompose(g, 3, 3, mid=12, rng=np.random.default_rng(0))
     assert d.mode == "dense" and d.residual < 1e-12
     assert torch.allclose(compose(d.f1, d.f2), pad_to(g, 5), atol=1e-12)
+    # no exact start at width 4: alternating least squares, reported as approximate
+    a = decompose(g, 3, 3, mode="approx", rng=np.random.default_rng(0))
+    assert a.mode == "approx" and "alternating" in a.notes and a.zero_fraction == 0.0
+    assert 0.01 < a.residual < 0.6
+    assert relative_residual(a.f1, a.f2, g) == pytest.approx(a.residual)

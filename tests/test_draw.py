@@ -91,3 +91,14 @@ def test_big_network_uses_columns(tmp_path):
 def test_bad_suffix(tmp_path):
     with pytest.raises(SpecError, match=r"must end in \.png or \.svg"):
         draw_network(create_seed("small_cnn"), tmp_path / "net.pdf")
+
+
+def test_nested_branches_are_indented():
+    net = create_seed("resnet20", width=8, input_size=8, in_channels=1)
+    child, _ = apply_op(net, "split", "layer1.2.conv2")
+    child, _ = apply_op(child, "morph_block", "layer1.2.shortcut", {"branches": 2})
+    box = {b.title.split()[0]: b for b in groups(child)}["layer1.2"]
+    assert [line.text for line in box.lines] == [
+        "├ conv3x3 → bn → prelu", "│ ├ conv3x3", "│ ├ conv3x3", "│ Σ → bn",
+        "├ conv1x1 → bn → prelu → conv1x1 → bn", "├ conv1x1 → bn → prelu → conv1x1 → bn", "Σ → prelu"]
+    assert [line.morphed for line in box.lines] == [False, False, True, False, True, True, False]

@@ -132,11 +132,14 @@ def test_bad_results_are_refused_or_failed(tmp_path):
     lb = Leaderboard.for_run(run, ["maximize"], search_space=SEARCH_SPACE, publish=False)
     with pytest.raises(LeaderboardError, match=r"2 objective value\(s\)"):
         lb.record(TrialResult("a", None, 0, "COMPLETE", values=(0.5, 3.0)))
-    with pytest.raises(LeaderboardError, match=r"stage=7 is outside its domain"):
-        lb.record(TrialResult("b", None, 0, "COMPLETE", values=(0.5,), search_params={"stage": 7}))
     with pytest.raises(LeaderboardError, match="state must be"):
         lb.record(TrialResult("c", None, 0, "RUNNING"))
     assert lb.study.get_trials() == []
+    # a param outside its domain must not cost the member its trial: kept aside, with a warning
+    with pytest.warns(UserWarning, match=r"stage=7 is outside its domain"):
+        n = lb.record(TrialResult("b", None, 0, "COMPLETE", values=(0.5,), search_params={"stage": 7, "op": "split"}))
+    t = lb.trial(n)
+    assert t.params == {"op": "split"} and t.user_attrs["params_outside_domain"] == {"stage": 7}
     n = lb.record(TrialResult("d", None, 0, "COMPLETE", values=(float("nan"),)))
     t = lb.trial(n)
     assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"] == "objective value(s) not finite: [nan]"

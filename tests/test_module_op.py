@@ -151,3 +151,17 @@ def test_cli_morph_with_a_module_file(tmp_path, capsys):
     assert "error " in out and "morph sequence: solve irreducible remainder" in out
     rel = float(out.split("rel_err ")[1].split()[0])
     assert rel <= 1e-5
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_irreducible_modules_preserve_the_network(seed):
+    import numpy as np
+    from morphnas.morphism.module.generate import random_irreducible_module
+    m = random_irreducible_module(np.random.default_rng(300 + seed), blobs=3, max_edges=8, kernels=(1, 3))
+    k = 3 if m.effective_kernel >= 3 else 1
+    net = conv_net(cin=4, cout=6, k=k, padding=k // 2, seed=seed)
+    child, sol, _ = morph_to_module(net, "conv", m, seed=seed)
+    assert sol.residual <= 1e-10
+    assert output_diff(net, child, dtype=torch.float32, batch=2).rel_err <= 1e-5
+    child64, _, _ = morph_to_module(net.to(torch.float64), "conv", m, seed=seed)
+    assert _errs(net.to(torch.float64), child64) <= 1e-10

@@ -200,3 +200,35 @@ def test_deepen_twice_and_float32_net(tiny_resnet):
     again, _ = apply_op(child, "deepen", rec.new_edges[-1], {}, seed=1)
     assert output_diff(net, again, dtype=torch.float32).rel_err <= 1e-5
     assert again.has_edge("layer3.0.conv2.conv_b.conv_a") and again.has_edge("layer3.0.conv2.conv_b.conv_b")
+
+
+def test_random_convs_and_params_are_exact_or_refused():
+    """A seeded sweep over kernel/padding/stride/bias/channels x k1/k2/mid/mode: every applied
+    exact deepen is exact in float64 and keeps the output size; the rest are NotApplicable."""
+    import random
+    rnd = random.Random(1)
+    applied = refused = 0
+    for trial in range(60):
+        k, p, s = rnd.choice([1, 3, 5]), rnd.randint(0, 2), rnd.choice([1, 2])
+        cin, cout, size = rnd.choice([1, 3, 4]), rnd.choice([2, 4, 6]), rnd.choice([7, 8])
+        g = torch.Generator().manual_seed(trial)
+        net = Network((cin, size, size))
+        net.add_edge("input", "c", Conv2d(cin, cout, k, s, p, bias=True), "conv", gen=g)
+        net.add_edge("c", "a", Activation("tanh"), "act")
+        net.add_edge("a", "q", GlobalAvgPool(), "pool")
+        net.add_edge("q", "f", Flatten(), "flat")
+        net.add_edge("f", "output", Linear(cout, 3), "fc", gen=g)
+        net.params["conv"]["bias"] = torch.randn(cout, generator=g)
+        net = net.to(torch.float64)
+        params = {"k1": rnd.choice([1, 3, 5]), "k2": rnd.choice([1, 3, 5]), "mid": rnd.choice([None, 2, 4, 12]),
+                  "mode": rnd.choice(["auto", "dense", "sparse"]), "widen": rnd.random() < 0.3,
+                  "act": rnd.choice(["relu", None])}
+        try:
+            child, rec = apply_op(net, "deepen", "conv", params, seed=trial)
+        except NotApplicable:
+            refused += 1
+            continue
+        applied += 1
+        assert output_diff(net, child, dtype=torch.float64, batch=2).rel_err <= 1e-10, (k, p, s, cin, cout, params)
+        assert child.shapes()["c"] == net.shapes()["c"]
+    assert applied >= 30 and refused >= 5

@@ -51,7 +51,9 @@ def test_a_long_fixed_sequence_on_resnet20():
              ("morph_block", "layer1.1.shortcut", {"k1": 3, "k2": 3, "branches": 2}),
              ("widen", "layer1.1.morph0.b1", {"method": "netmorph"}),
              ("split_identity", "layer2.2.shortcut", {}), ("insert_path", "layer2.2.shortcut.0", {"k1": 3}),
-             ("widen", "layer3.0.sum", {"split": "random"})]
+             ("widen", "layer3.0.sum", {"split": "random"}),
+             ("morph_block", "layer1.2.shortcut", {"k1": 3, "k2": 3, "mode": "dense"}),  # pad-once path
+             ("widen", "layer1.2.sum", {"factor": 1.25}), ("widen", "layer1.2.morph.c1", {"method": "netmorph"})]
     net = parent
     for i, (op, site, params) in enumerate(steps):
         net, _ = apply_op(net, op, site, params, seed=i)

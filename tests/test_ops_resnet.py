@@ -81,6 +81,11 @@ def test_widened_3c3_path_is_dense_and_runs_pad_once(r20):
     assert rec.new_edges[0] == f"{p}.pad" and child.edge(f"{p}.pad").layer == Pad(2)
     assert child.edge(f"{p}.conv1").layer == Conv2d(16, width, 3, 1, 0)
     assert child.edge(f"{p}.conv2").layer == Conv2d(width, 16, 3, 1, 0)
+    f1, f2, _ = _composed(child, p)
+    assert (f1 != 0).all() and (f2 != 0).all()
+    for f in (f1, f2):  # within a small multiple of the He scale of its conv
+        he = math.sqrt(2 / (f.shape[0] * 9))
+        assert 0.2 * he < f.std().item() < 5 * he
     # exact on the whole output, borders included (the 8x8 maps are mostly border)
     assert rel_err(n64, child, torch.float64, batch=4) <= F64_TOL
     c32, _ = apply_op(r20, "insert_path", "layer1.2.shortcut", {"k1": 3, "k2": 3, "mode": "dense"}, seed=3)
@@ -185,3 +190,14 @@ def test_morph_blocks_equals_one_op_at_a_time(r20, params):
     assert rel_err(r20, child, torch.float32) <= F32_TOL
     with pytest.raises(NotApplicable):
         morph_blocks(r20, ["layer1.1.shortcut", "layer1.1.conv1"])
+
+
+def test_block_ops_on_an_imported_torchvision_resnet():
+    from morphnas.morphism.perturb import perturb
+    from morphnas.spaces.resolve import resolve_network
+    net = perturb(resolve_network("torchvision:resnet18", num_classes=10, input_size=32), seed=0)
+    assert MORPH_BLOCK.sites(net) == ["layer1.0.shortcut", "layer1.1.shortcut", "layer2.1.shortcut",
+                                      "layer3.1.shortcut", "layer4.1.shortcut"]
+    child, _ = morph_blocks(net, ["layer1.1.shortcut", "layer4.1.shortcut"], {"branches": 2})
+    child, _ = apply_op(child, "widen", "layer2.1.sum", {"factor": 1.25}, seed=1)
+    assert rel_err(net, child, torch.float32) <= F32_TOL

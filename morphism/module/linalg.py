@@ -161,10 +161,13 @@ def solve_rows(b: torch.Tensor, target: torch.Tensor, refine: int = 4) -> torch.
         return torch.cholesky_solve(b @ r.T, chol).T   # X = R Bᵀ (B Bᵀ)⁻¹ (least squares)
 
     x = step(target)
+    tn = target.norm()
+    prev = None
     for _ in range(refine):
-        r = target - x @ b
-        if r.norm() <= 1e-15 * target.norm():
-            break
+        rn = (r := target - x @ b).norm()
+        if rn <= 1e-14 * tn or (prev is not None and rn > 0.5 * prev):
+            break   # converged, or no longer improving (an inconsistent system: a least-squares fit)
+        prev = rn
         x = x + step(r)
     return x
 

@@ -19,6 +19,7 @@ stride 2), else on ``F2`` (the last conv). A bias stays on ``F2``. New edges are
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,23 @@ def _sizes(layer: Conv2d, p: DeepenParams) -> tuple[int, int, int]:
     if p.widen and p.mode in ("auto", "dense") and not dense_capacity_ok(cout, cin, k1, k2, mid, k):
         mid = max(mid, recommended_dense_width(cout, cin, k1, k2, k))
     return k1, k2, mid
+
+
+def _decompose(w, k1: int, k2: int, mid: int, p: DeepenParams, rng: np.random.Generator):
+    """``decompose`` as the params ask. With ``widen`` a dense solve is insisted on: a system that
+    is rank deficient despite the count (tiny channel counts, see ``min_dense_width``) is retried
+    at 1.5x the width a few times; in auto mode the last resort is the plain auto decomposition."""
+    if not p.widen or p.mode not in ("auto", "dense"):
+        return decompose(w, k1, k2, mid=mid, mode=p.mode, rng=rng, noise=p.noise)
+    wide = mid
+    for _ in range(4):
+        try:
+            return decompose(w, k1, k2, mid=wide, mode="dense", rng=rng, noise=p.noise)
+        except NotApplicable:
+            wide = math.ceil(wide * 1.5)
+    if p.mode == "dense":
+        raise NotApplicable(f"deepen: no dense exact {k1}x{k1} -> {k2}x{k2} factorisation found up to mid={wide}")
+    return decompose(w, k1, k2, mid=mid, mode="auto", rng=rng, noise=p.noise)
 
 
 class Deepen(MorphOp):
@@ -117,7 +135,8 @@ class Deepen(MorphOp):
         k, s, pad = layer.kernel_size, layer.stride, layer.padding
         k1, k2, mid = _sizes(layer, p)
         w = net.params[site]["weight"]
-        dec = decompose(w.double(), k1, k2, mid=mid, mode=p.mode, rng=rng, noise=p.noise)
+        dec = _decompose(w.double(), k1, k2, mid, p, rng)
+        mid = dec.f1.shape[0]
         child = net.copy()
         dtype = child.dtype
         child.remove_edge(site)

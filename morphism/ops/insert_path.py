@@ -47,8 +47,12 @@ class PathResult:
     pad_once: bool
 
 
-def check_path_site(net: Network, site: str, op: str, k1: int, k2: int, width: int | None) -> None:
-    """``NotApplicable`` unless ``site`` is a non-zero identity on a feature map and the sizes fit."""
+def check_path_site(net: Network, site: str, op: str, width: int | None) -> None:
+    """``NotApplicable`` unless ``site`` is a non-zero identity on a feature map.
+
+    Any odd kernels fit any map: per-layer padding keeps the size, pad-once pads by the chain's
+    radius. Whether the decomposition exists at ``width`` is the solver's call (it names the
+    width that would work)."""
     e = require_edge(net, site, op)
     if not isinstance(e.layer, Identity):
         raise NotApplicable(f"{op}: site {site!r} is a {e.layer.kind}, not an identity edge; list valid sites with "
@@ -59,7 +63,6 @@ def check_path_site(net: Network, site: str, op: str, k1: int, k2: int, width: i
         raise NotApplicable(f"{op}: identity edge {site!r} carries a flat blob; a conv path needs a (C, H, W) map")
     if width is not None and width < 1:
         raise NotApplicable(f"{op}: width must be a positive channel count, got width={width}")
-    # Kernels always fit: per-layer padding keeps the size, pad-once pads by the chain's radius.
 
 
 def insert_path_edges(net: Network, site: str, k1: int, k2: int, width: int | None, mode: str, act: str,
@@ -190,7 +193,7 @@ class InsertPath(MorphOp):
                       if isinstance(e.layer, Identity) and e.layer.scale != 0.0 and len(shapes[e.src]) == 3)
 
     def check(self, net: Network, site: str, params: Any) -> None:
-        check_path_site(net, site, self.name, params.k1, params.k2, params.width)
+        check_path_site(net, site, self.name, params.width)
 
     def _apply(self, net: Network, site: str, params: Any, rng: np.random.Generator):
         child = net.copy()

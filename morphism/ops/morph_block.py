@@ -60,7 +60,7 @@ class MorphBlock(MorphOp):
                       and len(net.in_edges(e.dst)) >= 2)
 
     def check(self, net: Network, site: str, params: Any) -> None:
-        check_path_site(net, site, self.name, params.k1, params.k2, params.width)
+        check_path_site(net, site, self.name, params.width)
         dst = net.edge(site).dst
         if len(net.in_edges(dst)) < 2:
             raise NotApplicable(f"morph_block: identity edge {site!r} is not a residual shortcut (blob {dst!r} "

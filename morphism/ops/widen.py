@@ -89,7 +89,8 @@ class Widen(MorphOp):
         share = _shares(mapping, c_old, params.split if params.method == "net2net" else "equal", rng)
         new_slices = widen_group(child, group, mapping, share, params.method, params.noise, rng)
         extra: dict[str, Any] = {
-            "mode": "exact",
+            # NetMorph's new units start with zero outgoing weights: exact but not dense.
+            "mode": "exact-dense" if params.method == "net2net" else "exact-sparse",
             "zero_fraction": zero_fraction(*new_slices),
             "notes": (f"{params.method}: {len(group.blobs)} blob(s) {c_old} -> {c_new} channels; producers "
                       f"{', '.join(group.producers)}; consumers {', '.join(group.consumers)}"),
@@ -144,7 +145,7 @@ def widen_group(net: Network, group: ChannelGroup, mapping: np.ndarray, share: n
             w = w[idx]
         else:
             fresh = torch.randn((len(idx) - c_old * m, *w.shape[1:]), generator=gen, dtype=torch.float64)
-            w = torch.cat([w, (fresh * w.double().std()).to(w.dtype)])
+            w = torch.cat([w, (fresh * _scale(w)).to(w.dtype)])
         new_slices.append(w[c_old * m:])
         p["weight"] = w
         if "bias" in p:
@@ -166,7 +167,7 @@ def widen_group(net: Network, group: ChannelGroup, mapping: np.ndarray, share: n
             w = torch.cat([w, torch.zeros((w.shape[0], len(idx) - c_old * m, *w.shape[2:]), dtype=w.dtype)], 1)
         if noise > 0:
             n = torch.randn(w[:, c_old * m:].shape, generator=gen, dtype=torch.float64)
-            w[:, c_old * m:] += (n * noise * net.params[name]["weight"].double().std()).to(w.dtype)
+            w[:, c_old * m:] += (n * noise * _scale(net.params[name]["weight"])).to(w.dtype)
         new_slices.append(w[:, c_old * m:])
         p["weight"] = w
         net.replace_layer(name, _resize(net.edge(name).layer, inp=len(idx)), p)
@@ -184,6 +185,12 @@ def widen_group(net: Network, group: ChannelGroup, mapping: np.ndarray, share: n
         elif isinstance(layer, PAct) and layer.per_channel:
             net.replace_layer(name, dataclasses.replace(layer, channels=len(idx)), {"a": net.params[name]["a"][idx]})
     return new_slices
+
+
+def _scale(w: torch.Tensor) -> float:
+    """The spread of a weight tensor (its std; the mean magnitude when it has one entry)."""
+    w = w.double()
+    return float(w.std()) if w.numel() > 1 else float(w.abs().mean())
 
 
 def _resize(layer, out: int | None = None, inp: int | None = None):

@@ -74,8 +74,11 @@ def _widths(cout: int, cin: int, k1: int, k2: int, k: int | None) -> tuple[int, 
 
 
 def min_dense_width(cout: int, cin: int, k1: int, k2: int, k: int | None = None) -> int:
-    """The smallest inner width ``mid`` at which a dense exact decomposition exists.
+    """The smallest inner width ``mid`` at which a dense exact decomposition can exist (counting).
 
+    Necessary, and sufficient for generic filters once the channel counts are not tiny; with a
+    1-3 channel side the taps' syzygies can make the system rank deficient, which ``decompose``
+    detects (it verifies every result) and reports.
     ``k`` is the size of the target filter (default ``k1 + k2 - 1``); a smaller target (e.g. the
     1x1 identity of an ``insert_path``) can need one more channel, see the module docstring.
     """
@@ -225,6 +228,13 @@ def decompose(g: torch.Tensor, k1: int, k2: int, mid: int | None = None, mode: s
         if fallback:   # auto: a dense solve at the edge of capacity missed; sparse is exact anyway
             mode, fallback = "sparse", False
     else:
+        if mode == "dense":
+            # Counting unknowns is necessary, not sufficient: with few channels (a 1- or 3-channel
+            # input) the syzygies of the random factor's taps leave the system rank deficient.
+            raise NotApplicable(
+                f"decompose: no dense exact {k1}x{k1} -> {k2}x{k2} factorisation of a {cout}x{cin}x{k}x{k} filter "
+                f"found at inner width {mid} (residual {res:.3g} > {EXACT_TOL:g}: the system is rank deficient "
+                f"at this width); use a larger mid, or mode 'sparse' / 'approx'")
         raise PreservationError(
             f"decompose: the {mode} solve of a {cout}x{cin}x{k}x{k} filter into {k1}x{k1} -> {k2}x{k2} "
             f"at width {mid} left a relative residual {res:.3g} > {EXACT_TOL:g} after {_TRIES} random draws")
@@ -277,9 +287,8 @@ def _approx(t, k, k1, k2, mid, rng, noise):
         ok = {"first": k2 >= k and mid >= cin and k1 > 1, "second": k1 >= k and mid >= cout and k2 > 1}
         side = (_sparse_side(cout, cin, k, k1, k2, mid) if ok["first"] == ok["second"]
                 else ("first" if ok["first"] else "second"))
-    else:   # no exact start: a random dense factor on the side with more capacity
-        side = "first" if mid * k2 * k2 * cout >= mid * k1 * k1 * cin else "second"
-        noise = max(noise, 1.0)
+    else:   # no exact start: alternating least squares from a random dense F1
+        return _als(t, k1, k2, mid, rng)
     if side == "first":
         std = _he_std(mid, k1)
         f1 = _centre_factor(rng, mid, cin, k1, std) + _gaussian(rng, (mid, cin, k1, k1), std * noise)
@@ -289,6 +298,24 @@ def _approx(t, k, k1, k2, mid, rng, noise):
     f2 = _centre_factor(rng, cout, mid, k2, std) + _gaussian(rng, (cout, mid, k2, k2), std * noise)
     f1 = solve_first(t, f2, k1, 0.0, rng)
     return f1, f2, f"approx: F2 centre + noise {noise:g}, F1 least squares (mid={mid})"
+
+
+def _als(t, k1, k2, mid, rng, sweeps: int = 25):
+    """Alternate exact least-squares solves of F2 and F1 (each a convex problem) from a random F1;
+    keeps the best pair. Used only when no exact decomposition exists at this width."""
+    cout, cin = t.shape[:2]
+    f1 = _gaussian(rng, (mid, cin, k1, k1), _he_std(mid, k1))
+    best, best_err = None, math.inf
+    scale = max(torch.linalg.vector_norm(t).item(), 1e-300)
+    for _ in range(sweeps):
+        f2 = solve_second(t, f1, k2)
+        f1 = solve_first(t, f2, k1)
+        err = torch.linalg.vector_norm(compose_taps(f1, f2) - t).item() / scale
+        if err < best_err - 1e-12:
+            best, best_err = (f1, f2), err
+        else:
+            break
+    return best[0], best[1], f"approx: {sweeps}-sweep alternating least squares from random (mid={mid})"
 
 
 __all__ = ["Decomposition", "decompose", "dense_capacity_ok", "min_dense_width", "recommended_dense_width",

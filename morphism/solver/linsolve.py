@@ -62,12 +62,10 @@ def conv_matrix(f1: torch.Tensor, k2: int) -> torch.Tensor:
     return m.reshape(cin * kk * kk, mid * k2 * k2)
 
 
-def _gram_solve(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor | None:
-    """``gram^-1 rhs`` by Cholesky, or None when ``gram`` is not numerically positive definite."""
+def _cholesky(gram: torch.Tensor) -> torch.Tensor | None:
+    """The Cholesky factor of ``gram``, or None when it is not numerically positive definite."""
     chol, info = torch.linalg.cholesky_ex(gram)
-    if int(info) != 0:
-        return None
-    return torch.cholesky_solve(rhs, chol)
+    return chol if int(info) == 0 else None
 
 
 def solve_matrix(m: torch.Tensor, t: torch.Tensor, null_std: float = 0.0,
@@ -78,19 +76,18 @@ def solve_matrix(m: torch.Tensor, t: torch.Tensor, null_std: float = 0.0,
     """
     rows, cols = m.shape
     if rows <= cols:
-        y = _gram_solve(m @ m.T, t)
-        if y is None:
+        chol = _cholesky(m @ m.T)
+        if chol is None:
             return torch.linalg.lstsq(m, t, driver="gelsd").solution
-        x = m.T @ y
+        x = m.T @ torch.cholesky_solve(t, chol)
         if null_std > 0 and rows < cols and rng is not None:
             z = torch.from_numpy(rng.standard_normal((cols, t.shape[1]))).to(m.dtype) * null_std
-            proj = _gram_solve(m @ m.T, m @ z)
-            x = x + (z - m.T @ proj)
+            x = x + (z - m.T @ torch.cholesky_solve(m @ z, chol))
         return x
-    x = _gram_solve(m.T @ m, m.T @ t)
-    if x is None:
+    chol = _cholesky(m.T @ m)
+    if chol is None:
         return torch.linalg.lstsq(m, t, driver="gelsd").solution
-    return x
+    return torch.cholesky_solve(m.T @ t, chol)
 
 
 def solve_second(t: torch.Tensor, f1: torch.Tensor, k2: int, null_std: float = 0.0,
@@ -106,9 +103,10 @@ def solve_second(t: torch.Tensor, f1: torch.Tensor, k2: int, null_std: float = 0
         c = k1 // 2
         a = f1[:, :, c, c]                                   # (mid, cin)
         window = t[:, :, c:c + k2, c:c + k2]                 # taps reachable through a 1x1 factor
-        rhs = window.permute(2, 3, 1, 0).reshape(k2 * k2, cin, cout)   # per tap: A^T x^T = T_b^T
-        x = torch.stack([solve_matrix(a.T, rhs[j], null_std, rng) for j in range(k2 * k2)])
-        return x.reshape(k2, k2, mid, cout).permute(3, 2, 0, 1).contiguous()
+        # per tap b: A^T F2_b^T = T_b^T; all taps share A, so one solve takes every tap's columns
+        rhs = window.permute(1, 2, 3, 0).reshape(cin, k2 * k2 * cout)
+        x = solve_matrix(a.T, rhs, null_std, rng)
+        return x.reshape(mid, k2, k2, cout).permute(3, 0, 1, 2).contiguous()
     if cin * kk * kk > MAX_SYSTEM_ROWS and mid * k2 * k2 > MAX_SYSTEM_ROWS:
         from ..errors import NotApplicable
         raise NotApplicable(

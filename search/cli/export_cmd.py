@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
                                    "+ load_model.py (needs only torch), check that it reproduces the member's "
                                    "outputs, optionally also as TorchScript and torch.export files.")
     p.add_argument("run_dir", metavar="RUN", help="run directory (runs/<name>) or run name")
-    p.add_argument("--trial", type=int, default=None, metavar="N", help="trial number (default: the best)")
+    p.add_argument("--trial", type=int, default=None, metavar="N",
+                   help="trial number (default: the best finished trial by the first objective)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write")
     p.add_argument("--torchscript", action="store_true", help="also write model.torchscript.pt (torch.jit.trace)")
     p.add_argument("--torch-export", action="store_true", help="also write model.pt2 (torch.export)")

@@ -11,7 +11,7 @@ from . import CLIError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("leaderboard", help="rank a run's networks (rank, trial, member, parent, ops, val acc, params, FLOPs)",
+    p = sub.add_parser("leaderboard", help="rank a run's networks by objective (with ops, params, FLOPs)",
                        description="Print a run's members ranked by the (first) objective; failed trials follow.")
     p.add_argument("run_dir", metavar="RUN", help="run directory (runs/<name>) or run name")
     p.add_argument("--top", type=int, default=None, metavar="N", help="only the N best finished trials")

@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from morphnas.search.config import ConfigError, load_config
+    from morphnas.search.config import load_config
     from morphnas.search.loop import Driver
     from morphnas.search.rundir import RunDir, open_run
     run_dir: RunDir = open_run(args.run_dir)
@@ -26,7 +26,4 @@ def run(args: argparse.Namespace) -> int:
     # The run directory may have moved since it started: trust where it is now.
     if Path(cfg.runs_dir).resolve() / cfg.name != run_dir.root:
         cfg = cfg.replace(runs_dir=str(run_dir.root.parent), name=run_dir.root.name)
-    try:
-        return Driver(cfg, run_dir).run(resume=True)
-    except ConfigError:
-        raise
+    return Driver(cfg, run_dir).run(resume=True)
