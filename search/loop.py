@@ -47,6 +47,7 @@ class Driver:
         self.fatal: str | None = None
         self.progress = Progress()
         self._session_start = time.time()
+        self._elapsed_base: float | None = None
         self._epochs: dict[str, int] = {}
 
     # ------------------------------------------------------------------------- set-up
@@ -69,8 +70,9 @@ class Driver:
             save_config(self.cfg, self.run_dir.config_path)
             self.state.queue.append(self._seed_job())
             self.state.next_index = 1
-            self.state.save(self.root)
+            self._save()
         self.state.sessions += 1
+        self._elapsed_base, self._session_start = self.state.elapsed, time.time()
         self.population = Population.from_json(self.state.population)
         self._build()
         self._reconcile()
@@ -86,7 +88,7 @@ class Driver:
             if self.fatal:
                 raise MorphnasError(self.fatal)
             self.state.status = "final"
-            self.state.save(self.root)
+            self._save()
         if self.state.status == "final":
             self._final_stage()
         return 0
@@ -141,7 +143,7 @@ class Driver:
                               "rerun_reason": "its first attempt was running when the driver stopped"})
             self.state.queue.append(job)
             self.echo(f"resume: member {mid} was running when the run stopped; it is re-run once")
-        self.state.save(self.root)
+        self._save()
 
     # ------------------------------------------------------------------------- jobs
     def _common(self) -> dict[str, Any]:
@@ -187,7 +189,13 @@ class Driver:
 
     # ------------------------------------------------------------------------- Tune callbacks
     def _elapsed(self) -> float:
-        return self.state.elapsed + (time.time() - self._session_start)
+        return self._elapsed_base + (time.time() - self._session_start)
+
+    def _save(self) -> None:
+        """Write the state; the search's wall time goes with it, so a kill -9 loses none of it."""
+        if self.state.status == "search" and self._elapsed_base is not None:
+            self.state.elapsed = self._elapsed()
+        self.state.save(self.root)
 
     def _budget_left(self) -> bool:
         b = self.cfg.budget
@@ -221,7 +229,7 @@ class Driver:
         job = {**job, **self._common()}
         self.state.pending[job["member_id"]] = job
         self.state.strategy = self.strategy.state_dict()
-        self.state.save(self.root)                       # write-ahead: before the trial exists
+        self._save()                       # write-ahead: before the trial exists
         self.trials[trial_id] = job["member_id"]
         self._show()
         return {"job": job}
@@ -270,7 +278,7 @@ class Driver:
         self.state.population = self.population.to_json()
         self.state.strategy = self.strategy.state_dict()
         self.state.results.append(r.to_json())
-        self.state.save(self.root)                        # write-ahead: before the study
+        self._save()                        # write-ahead: before the study
         self._record(r)
         self._set_search_space()
         self._show(force=True)
@@ -360,9 +368,7 @@ class Driver:
                     signal.signal(s, h)
             self._after_fit()
         finally:
-            self.state.elapsed = self._elapsed()
-            self._session_start = time.time()
-            self.state.save(self.root)
+            self._save()
             if started_ray:
                 ray.shutdown()
 
@@ -428,7 +434,7 @@ class Driver:
             self.echo(f"[final] warning: standalone export failed ({type(e).__name__}: {e})")
         self.state.final = report
         self.state.status = "finished"
-        self.state.save(self.root)
+        self._save()
         self.echo(f"[final] {self._final_summary()}")
         self.echo(f"[final] exported to {self.run_dir.best}")
 

@@ -114,6 +114,16 @@ def test_every_strategy_runs_the_budget_and_finds_better_children(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_state_can_be_saved_and_restored_before_the_seed_exists(name):
+    class NotReady(FakeMutator):
+        def param_space(self):
+            raise AssertionError("the seed does not exist yet")
+    s = build_strategy(SECTIONS[name], NotReady({}), seed=0)
+    saved = json.loads(json.dumps(s.state_dict()))     # the driver saves state when it launches the seed
+    build_strategy(SECTIONS[name], NotReady({}), seed=0).load_state_dict(saved)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_state_restore_continues_exactly_like_an_uninterrupted_run(name):
     world_a, pop_a = seeded_world()
     a = build_strategy(SECTIONS[name], FakeMutator(world_a), seed=11)

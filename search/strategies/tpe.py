@@ -43,11 +43,16 @@ class TPEPolicy(Strategy):
         self.done: list[dict[str, Any]] = []        # {"params", "value"} of finished trials
         self.pending: dict[str, dict[str, Any]] = {}  # proposal id -> params
         self._numbers: dict[str, int] = {}           # proposal id -> trial number in self.study
+        self._dists: dict[str, Any] | None = None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(direction="maximize")
 
     def _distributions(self) -> dict[str, Any]:
-        return {"parent_rank": IntDistribution(0, max(0, self.p.top_k - 1)), **self.mutator.param_space()}
+        # Fixed for the whole search (they depend on the seed only), so computed once, on first use:
+        # before the seed exists there is nothing to compute them from.
+        if self._dists is None:
+            self._dists = {"parent_rank": IntDistribution(0, max(0, self.p.top_k - 1)), **self.mutator.param_space()}
+        return self._dists
 
     def _sampler(self) -> optuna.samplers.BaseSampler:
         s = (self.seed * 1_000_003 + self.asks) % 2**32
@@ -91,17 +96,19 @@ class TPEPolicy(Strategy):
             self.study.tell(number, state=optuna.trial.TrialState.FAIL)
 
     def _state(self) -> dict[str, Any]:
-        dists = {k: distribution_to_json(d) for k, d in self._distributions().items()}
+        dists = None if self._dists is None else {k: distribution_to_json(d) for k, d in self._dists.items()}
         return {"asks": self.asks, "done": list(self.done), "pending": dict(self.pending), "distributions": dists}
 
     def _load(self, s: dict[str, Any]) -> None:
         self.asks = int(s["asks"])
         self.done = list(s["done"])
-        dists = {k: json_to_distribution(v) for k, v in s["distributions"].items()}
         self.study = optuna.create_study(direction="maximize")
+        self.pending, self._numbers = {}, {}
+        if s["distributions"] is None:      # saved before the first ask: nothing asked, nothing to re-add
+            return
+        dists = self._dists = {k: json_to_distribution(v) for k, v in s["distributions"].items()}
         for d in self.done:
             self.study.add_trial(optuna.trial.create_trial(params=d["params"], distributions=dists, value=d["value"]))
-        self.pending, self._numbers = {}, {}
         for pid, params in s["pending"].items():
             self.study.enqueue_trial(params)
             trial = self.study.ask(dists)
