@@ -132,3 +132,13 @@ def test_levenberg_marquardt_makes_a_fixed_width_module_exact():
     assert "Levenberg-Marquardt" in sol.method and "best one-shot residual" in sol.log[0]
     assert sol.residual <= 1e-10 and all(sol.widths[b] == 6 for b in m.blobs)
     _check(m, g, sol)
+
+
+def test_widening_prefers_an_exact_fit_at_the_given_widths_over_a_tenfold_widening():
+    rows = [("e0", "s", "b0", 1), ("e1", "s", "b1", 1), ("e2", "s", "t", 1), ("e3", "b0", "b1", 1),
+            ("e4", "b0", "b2", 3), ("e5", "b0", "t", 1), ("e6", "b1", "b2", 1), ("e7", "b2", "t", 1)]
+    m = parse_module_spec({"edges": [{"name": n, "from": a, "to": b, "kernel": k} for n, a, b, k in rows]})
+    g = _g(6, 6, seed=5)
+    sol = solve_module(m, g, seed=0)            # widen=True: the sink/source cuts alone would need ~10x
+    assert sol.mode == "exact-dense" and sol.residual <= 1e-10 and "Levenberg-Marquardt" in sol.method
+    assert sol.widened == ()

@@ -37,7 +37,8 @@ def test_the_last_stage_group_reaches_the_classifier(r20):
     assert g.blobs["head.flat"] == 1 and g.blobs["head.pool"] == 1 and g.channels == 64
     assert g.consumers == ("fc", "layer3.1.conv1", "layer3.2.conv1")
     groups = all_groups(r20)
-    # stem+stage1 (one group through identity shortcuts), 2 inner per block, stage2, stage3 = 3 + 9.
+    # stem + stage 1 (tied through identity shortcuts), stage 2, stage 3, and one inner group
+    # (conv1 -> bn1 -> prelu1) per block: 3 + 9.
     assert len(groups) == 12 and all(not g.problem for g in groups)
     assert sum(len(g.blobs) for g in groups) == len(r20.graph.nodes) - 2
 

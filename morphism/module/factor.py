@@ -136,7 +136,7 @@ class Realizer:
             base = self.widths[m]
             for c in cuts:
                 w = max(base, self.widened(est[c] or base))
-                for _ in range(4):
+                for _ in range(4 if est[c] else 1):   # no estimate: the cut cannot be made exact
                     self.widths[m] = w
                     res = self._try_cut(node, f, c)
                     best = min(best, res)

@@ -142,12 +142,12 @@ def solve_module(module: ModuleSpec, target: torch.Tensor, widen: bool = True, t
             best = sol
         if sol.residual_f32 <= F32_OK or sol.mode == "approximate":
             break
-    if widen and any(best.widths[b] > WIDE * w0[b] for b in module.blobs):
+    if widen and not red.simple and any(best.widths[b] > WIDE * w0[b] for b in module.blobs):
         # One-shot cuts can need far more width than an exact solution has (e.g. when every cut ends
         # in 1x1 edges); the iterative fit may find one at the given widths within part of the budget.
         try:
-            narrow = _attempt(module, red, target, g_k, w0, pinned, False, 0.0, gen, start,
-                              time_budget / 2, EXACT, seed, refuse=False)
+            narrow = _attempt(module, red, target, g_k, w0, pinned, False, 0.0, gen, time.monotonic(),
+                              min(time_budget / 4, NARROW_BUDGET), EXACT, seed, refuse=False)
             if narrow is not None and narrow.mode == "exact-dense" and narrow.residual_f32 <= F32_OK:
                 best = narrow
         except NotApplicable:
@@ -156,7 +156,8 @@ def solve_module(module: ModuleSpec, target: torch.Tensor, widen: bool = True, t
 
 
 MARGINS = (0.0, 0.25, 0.5)
-WIDE = 3          # widening beyond this factor makes the solver first try the fixed widths iteratively
+WIDE = 3          # widening beyond this factor makes the solver also try the fixed widths iteratively
+NARROW_BUDGET = 5.0   # seconds at most for that try
 F32_OK = 1e-6     # relative filter residual after rounding the filters to float32
 
 

@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Identity
-from ._sites import feature_channels
 from ..lint import lint
+from ._sites import feature_channels
 from .base import MorphOp, MorphRecord, _jsonable
 from .insert_path import ACTS, MODES, _check_kernels, check_path_site, insert_path_edges, record_fields
 

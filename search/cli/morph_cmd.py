@@ -63,6 +63,11 @@ def run(args) -> int:
     registry = default_registry()
     op = registry.get(args.op)          # unknown names: one line with a close-match suggestion
     seed = int_arg(args.seed, "--seed")
+    if not args.list_sites:
+        # Argument mistakes first: loading a big network only to then refuse a flag wastes seconds.
+        if not args.output:
+            raise CLIError("-o/--output NET2 is required (the directory to write the child to), unless --list-sites")
+        params = op.parse_params(parse_param_args(args.param, args.module))
     net = resolve_network(args.net)
     if args.list_sites:
         sites = op.sites(net)
@@ -71,9 +76,6 @@ def run(args) -> int:
         else:
             print("\n".join(sites) if sites else f"(op {op.name} has no site in this network)")
         return 0
-    if not args.output:
-        raise CLIError("-o/--output NET2 is required (the directory to write the child to), unless --list-sites")
-    params = parse_param_args(args.param, args.module)
     child, record = apply_op(net, op, args.site, params, seed=seed, registry=registry)
     child.meta.setdefault("morphs", []).append(record.to_json())
     out = save_network(child, args.output)
