@@ -104,19 +104,16 @@ def derive_variant(seed_net: Network, spec: VariantSpec, mode: str = "auto", see
 
     Each block gets its own morph seed (``seed`` + its position) so re-deriving is bit-identical.
     """
-    from morphnas.morphism.ops import apply_op
+    from morphnas.morphism.ops.morph_block import morph_blocks
 
     sites = morph_sites(seed_net, spec)
     if not sites:
         raise MorphnasError(f"{spec.name}: the seed has no block with index >= 1 in a stage"
                             f"{' (odd index)' if spec.half else ''}, so there is nothing to morph; "
                             "use a deeper seed (resnet20 or more)")
-    net = seed_net
-    records = []
-    params = spec.morph_params(mode)
-    for i, site in enumerate(sites):
-        net, rec = apply_op(net, "morph_block", site, params, seed=seed + i)
-        records.append(rec.to_json())
+    # One copy and one lint for all blocks; identical to apply_op per block with seeds seed + i.
+    net, recs = morph_blocks(seed_net, sites, spec.morph_params(mode), seed=seed)
+    records = [r.to_json() for r in recs]
     net.meta["name"] = spec.name
     net.meta["variant"] = {"seed": spec.seed_name, "k1": spec.k1, "k2": spec.k2, "branches": spec.branches,
                            "half": spec.half, "mode": mode, "morphed_blocks": sites, "records": records}
