@@ -394,57 +394,16 @@ class Driver:
 
     # ------------------------------------------------------------------------- final stage
     def _final_stage(self) -> None:
-        import torch
-
-        from morphnas.morphism.serialize import load_network, save_network
-
-        from .config import DataConfig
-        from .data import load_data
-        from .train import TrainSpec, evaluate, train
-
-        best = self.population.best()
-        if best is None:
-            raise MorphnasError("the run has no finished member to report")
-        torch.set_num_threads(self.cfg.resources.cpus_per_trial)
-        data = load_data(DataConfig(**dataclasses.asdict(self.cfg.data)), seed=self.cfg.random_seed)
-        net = load_network(self.root / best.path)
-        f = self.cfg.final
-        report: dict[str, Any] = {"member_id": best.id, "parent_id": best.parent_id, "depth": best.depth,
-                                  "ops": list(best.ops), "val_acc_search": best.val_acc}
-        if f.enabled and f.epochs > 0:
-            lr = f.lr if f.lr is not None else self.cfg.finetune_lr
-            self.echo(f"[final] training {best.id} for {f.epochs} more epoch(s) at lr {lr:g}")
-            net, reps = train(net, data, TrainSpec(f.epochs, lr, self.cfg.finetune.momentum,
-                                                   self.cfg.finetune.weight_decay, "cosine", self.cfg.data.batch_size),
-                              seed=self.cfg.random_seed + 7)
-            report["final_epochs"] = f.epochs
-        report["val_acc"] = evaluate(net, data.val)
-        report["test_acc"] = evaluate(net, data.test)          # the one look at the test set
-        seed = load_network(self.root / self.population.get("m0").path)
-        report["seed_val_acc"] = self.population.get("m0").val_acc
-        report["seed_test_acc"] = evaluate(seed, data.test)
-        from morphnas.spaces.counting import count
-        report.update(count(net).to_json())
-        save_network(net, self.run_dir.best)
-        (self.run_dir.best / "report.json").write_text(json.dumps(report, indent=2))
-        try:   # plus a standalone copy that loads with torch alone (spec + weights + loader, checked)
-            from .export import export_network
-            export_network(net, self.run_dir.best / "standalone", info=report)
-        except Exception as e:  # the morphnas-format export above is the result; say what went wrong
-            self.echo(f"[final] warning: standalone export failed ({type(e).__name__}: {e})")
-        self.state.final = report
+        from .final import final_stage
+        self.state.final = final_stage(self.cfg, self.run_dir, self.population, self.echo)
         self.state.status = "finished"
         self._save()
         self.echo(f"[final] {self._final_summary()}")
         self.echo(f"[final] exported to {self.run_dir.best}")
 
     def _final_summary(self) -> str:
-        f = self.state.final or {}
-        if not f:
-            return "no final report"
-        return (f"best {f['member_id']} ({', '.join(f['ops']) or 'seed'}): val_acc {f['val_acc']:.4f}, "
-                f"test_acc {f['test_acc']:.4f} (seed: val {f['seed_val_acc']:.4f}, test {f['seed_test_acc']:.4f}); "
-                f"{f.get('params', 0)} params")
+        from .final import summary
+        return summary(self.state.final)
 
 
 def _abs_if_path(spec: str) -> str:

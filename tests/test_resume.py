@@ -71,8 +71,33 @@ def stop_group(proc):
     proc.wait(timeout=30)
 
 
-def finished_trials(study_url):
-    study = optuna.load_study(study_name="r", storage=study_url)
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (from /proc: pid -> parent pid)."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [root]
+    while todo:
+        cur = todo.pop()
+        kids = [pid for pid, pp in parent.items() if pp == cur]
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
+def finished_trials(study_url, name="r"):
+    study = optuna.load_study(study_name=name, storage=study_url)
     return {t.user_attrs["member_id"]: (t.state.name, t.values, t.user_attrs) for t in study.get_trials()}
 
 
@@ -146,3 +171,33 @@ def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
     done = subprocess.run([sys.executable, "-m", "morphnas.search", "resume", str(run)], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "already finished" in done.stdout
+
+
+def test_a_crashed_worker_fails_its_trial_and_the_search_goes_on(tmp_path):
+    """kill -9 of the Ray worker running a child: that trial is recorded FAIL, the others finish."""
+    cfg = {**CONFIG, "name": "w", "runs_dir": str(tmp_path / "runs"), "budget": {"trials": 3},
+           "finetune": {"epochs": 4}, "final": {"epochs": 0}}
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "runs" / "w"
+    log = open(tmp_path / "log.txt", "w")
+    p = start(["search", str(tmp_path / "w.yaml")], log)
+    try:
+        t0 = time.time()
+        victim = None
+        while victim is None:
+            assert time.time() - t0 < 120 and p.poll() is None, (tmp_path / "log.txt").read_text()[-2000:]
+            s = state(run)
+            if any(mid != "m0" for mid in s.get("pending", {})) and any(r["member_id"] == "m0" for r in s["results"]):
+                workers = [pid for pid in descendants(p.pid) if "ImplicitFunc" in cmdline(pid)]
+                victim = workers[0] if workers else None
+            time.sleep(0.2)
+        os.kill(victim, signal.SIGKILL)      # a process this test started (a descendant of its driver)
+        assert p.wait(timeout=240) == 0, (tmp_path / "log.txt").read_text()[-3000:]
+    finally:
+        stop_group(p)
+        log.close()
+    trials = finished_trials(f"sqlite:///{run / 'study.db'}", "w")
+    assert sorted(trials) == ["m0", "m1", "m2", "m3"]
+    failed = [m for m, (st, _, _) in trials.items() if st == "FAIL"]
+    assert len(failed) >= 1 and all("worker error" in trials[m][2]["fail_reason"] for m in failed)
+    assert state(run)["status"] == "finished"

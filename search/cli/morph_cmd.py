@@ -51,8 +51,10 @@ def parse_param_args(items: list[str], module: str | None) -> dict[str, str]:
             raise CLIError(f"--param {key} is given twice ({params[key]!r} and {value!r})")
         params[key] = value.strip()
     if module is not None:
-        if not os.path.isfile(module):
-            raise CLIError(f"--module {module!r}: no such file (a YAML or JSON module description)")
+        from morphnas.morphism.module import library
+        if not os.path.isfile(module) and module not in library.MODULES:
+            raise CLIError(f"--module {module!r}: no such file (a YAML or JSON module description) and no "
+                           f"built-in module of that name (built-in: {', '.join(library.MODULES)})")
         if "module" in params:
             raise CLIError("give the module file either as --module FILE or as --param module=FILE, not both")
         params["module"] = module

@@ -1,0 +1,65 @@
+"""The final stage of a run: the best member trained longer, evaluated once on the test split, exported.
+
+Called by the driver after the search budget is spent (and again by ``resume`` if the run stopped
+during this stage: it only reads members and rewrites ``best/``, so repeating it is safe). This is
+the only place the test split is evaluated: model selection saw validation accuracy only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Callable
+
+import torch
+
+from morphnas.morphism.errors import MorphnasError
+from morphnas.morphism.serialize import load_network, save_network
+from morphnas.spaces.counting import count
+
+from .config import Config, DataConfig
+from .data import load_data
+from .population import Population
+from .rundir import RunDir
+from .train import TrainSpec, evaluate, train
+
+
+def final_stage(cfg: Config, run: RunDir, population: Population, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Train the best member ``cfg.final.epochs`` more, report val/test accuracy, write ``best/``."""
+    best = population.best()
+    if best is None:
+        raise MorphnasError("the run has no finished member to report")
+    torch.set_num_threads(cfg.resources.cpus_per_trial)
+    data = load_data(DataConfig(**dataclasses.asdict(cfg.data)), seed=cfg.random_seed)
+    net = load_network(run.root / best.path)
+    f = cfg.final
+    report: dict[str, Any] = {"member_id": best.id, "parent_id": best.parent_id, "depth": best.depth,
+                              "ops": list(best.ops), "val_acc_search": best.val_acc}
+    if f.enabled and f.epochs > 0:
+        lr = f.lr if f.lr is not None else cfg.finetune_lr
+        echo(f"[final] training {best.id} for {f.epochs} more epoch(s) at lr {lr:g}")
+        spec = TrainSpec(f.epochs, lr, cfg.finetune.momentum, cfg.finetune.weight_decay, "cosine", cfg.data.batch_size)
+        net, _ = train(net, data, spec, seed=cfg.random_seed + 7)
+        report["final_epochs"] = f.epochs
+    report["val_acc"] = evaluate(net, data.val)
+    report["test_acc"] = evaluate(net, data.test)          # the one look at the test set
+    seed = population.get("m0")
+    report["seed_val_acc"] = seed.val_acc
+    report["seed_test_acc"] = evaluate(load_network(run.root / seed.path), data.test)
+    report.update(count(net).to_json())
+    save_network(net, run.best)
+    (run.best / "report.json").write_text(json.dumps(report, indent=2))
+    try:   # plus a standalone copy that loads with torch alone (spec + weights + loader, checked)
+        from .export import export_network
+        export_network(net, run.best / "standalone", info=report)
+    except Exception as e:  # the morphnas-format export above is the result; say what went wrong
+        echo(f"[final] warning: standalone export failed ({type(e).__name__}: {e})")
+    return report
+
+
+def summary(report: dict[str, Any] | None) -> str:
+    if not report:
+        return "no final report"
+    f = report
+    return (f"best {f['member_id']} ({', '.join(f['ops']) or 'seed'}): val_acc {f['val_acc']:.4f}, "
+            f"test_acc {f['test_acc']:.4f} (seed: val {f['seed_val_acc']:.4f}, test {f['seed_test_acc']:.4f}); "
+            f"{f.get('params', 0)} params")
