@@ -32,14 +32,22 @@ def final_stage(cfg: Config, run: RunDir, population: Population, echo: Callable
     data = load_data(DataConfig(**dataclasses.asdict(cfg.data)), seed=cfg.random_seed)
     net = load_network(run.root / best.path)
     f = cfg.final
-    report: dict[str, Any] = {"member_id": best.id, "parent_id": best.parent_id, "depth": best.depth,
+    report: dict[str, Any] = {"member_id": best.id, "parent_id": best.parent_id, "lineage_depth": best.depth,
                               "ops": list(best.ops), "val_acc_search": best.val_acc}
     if f.enabled and f.epochs > 0:
         lr = f.lr if f.lr is not None else cfg.finetune_lr
         echo(f"[final] training {best.id} for {f.epochs} more epoch(s) at lr {lr:g}")
         spec = TrainSpec(f.epochs, lr, cfg.finetune.momentum, cfg.finetune.weight_decay, "cosine", cfg.data.batch_size)
-        net, _ = train(net, data, spec, seed=cfg.random_seed + 7)
-        report["final_epochs"] = f.epochs
+        # Keep the epoch (0 = as searched) with the best validation accuracy: longer training can
+        # overfit a small dataset, and validation — never test — decides.
+        kept = {"epoch": 0, "val_acc": evaluate(net, data.val), "net": net}
+
+        def keep_best(rep, trained) -> None:
+            if rep.val_acc > kept["val_acc"]:
+                kept.update(epoch=rep.epoch, val_acc=rep.val_acc, net=trained)
+        train(net, data, spec, seed=cfg.random_seed + 7, on_epoch=keep_best)
+        net = kept["net"]
+        report["final_epochs"], report["final_best_epoch"] = f.epochs, kept["epoch"]
     report["val_acc"] = evaluate(net, data.val)
     report["test_acc"] = evaluate(net, data.test)          # the one look at the test set
     seed = population.get("m0")

@@ -42,6 +42,7 @@ def run_trial(config: dict[str, Any]) -> None:
     job = config["job"]
     torch.set_num_threads(int(job.get("threads", 1)))
     start = time.time()
+    job = {**job, "extra": {**job.get("extra", {}), **_where()}}
     try:
         execute(job, lambda metrics: tune.report(metrics), start)
     except Exception as e:  # any failure of this child is a FAIL trial; the search goes on
@@ -50,6 +51,18 @@ def run_trial(config: dict[str, Any]) -> None:
         res = _base_result(job, state="FAIL", fail_reason=reason, wall_time=time.time() - start,
                            actions=tuple(job.get("proposal", {}).get("actions", ())))
         tune.report({METRIC: 0.0, "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())})
+
+
+def _where() -> dict[str, Any]:
+    """Which Ray node and process ran the trial (recorded with the result; useful on clusters)."""
+    import os
+    import socket
+    try:
+        import ray
+        node = ray.get_runtime_context().get_node_id()
+    except Exception:  # outside a Ray worker (tests, benchmarks): no node id to record
+        node = None
+    return {"node_id": node, "hostname": socket.gethostname(), "pid": os.getpid()}
 
 
 def _reason(e: BaseException) -> str:

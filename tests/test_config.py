@@ -16,9 +16,9 @@ def test_shipped_configs_load_and_build_their_action_space(path):
     from morphnas.spaces.actions import ActionSpace
     from morphnas.spaces.registry import REGISTRY
     cfg = load_config(path)
-    assert cfg.name == path.stem
     ActionSpace.from_dict(cfg.actions)
-    REGISTRY.entry(cfg.seed.network)       # the seed name resolves
+    if "/" not in cfg.seed.network and ":" not in cfg.seed.network:
+        REGISTRY.entry(cfg.seed.network)   # the seed name resolves
 
 
 def test_expected_configs_exist():

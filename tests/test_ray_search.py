@@ -82,6 +82,7 @@ def test_search_on_ray_tune_with_concurrency_and_a_failing_trial(tmp_path):
             mid = t.user_attrs["member_id"]
             net = load_network(run.member(mid))
             assert net.num_params() == t.user_attrs["params"]
+            assert t.user_attrs["extra"]["node_id"] and t.user_attrs["extra"]["pid"] > 0   # where it ran
             if mid != "m0":
                 assert t.user_attrs["preservation_error"] < 1e-4
                 assert t.user_attrs["parent_id"] in members

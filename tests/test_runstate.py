@@ -135,3 +135,23 @@ def test_progress_line_and_eta():
                               "elapsed 1m30s | ETA 4m30s")
     assert eta(Snapshot(3, 0, 12, 2, None, None, None, 90.0, 100.0)) == pytest.approx(10.0)
     assert fmt_duration(3725) == "1h02m" and fmt_duration(None) == "?"
+
+
+def test_wall_time_budget_stops_new_trials(tmp_path):
+    raw = config(tmp_path, trials=4).to_dict()
+    raw["budget"] = {"trials": None, "wall_time": 1e-3}
+    cfg = config_from_dict(raw)
+    d = FakeTuneDriver(cfg, echo=lambda s: None)
+    assert d.run() == 0
+    s = RunState.load(cfg.run_dir)
+    assert s.started == 0 and [r["member_id"] for r in s.results] == ["m0"] and s.elapsed > 0
+
+
+def test_resume_cli_errors_are_one_line(tmp_path, capsys):
+    from morphnas.search.cli import main
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "config.yaml").write_text("name: x\n")
+    assert main(["resume", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run_state.json does not exist" in err[0]
+    assert main(["resume", str(tmp_path / "nothing")]) == 2

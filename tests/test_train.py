@@ -102,3 +102,14 @@ def test_seed_that_does_not_fit_the_data_is_refused(tmp_path):
     from morphnas.morphism.errors import MorphnasError
     with pytest.raises(MorphnasError, match=r"takes input \(3, 8, 8\) but the data is \(1, 8, 8\)"):
         execute(_job(tmp_path, "seed", seed={"network": "tiny_resnet32", "checkpoint": None}), lambda m: None)
+
+
+def test_a_seed_checkpoint_is_loaded_not_trained(tmp_path):
+    net = create_network("tiny_resnet", num_classes=10)
+    save_network(net, tmp_path / "ckpt")
+    reports = []
+    r = execute(_job(tmp_path, "seed", seed={"network": "ignored", "checkpoint": str(tmp_path / "ckpt")}),
+                reports.append)
+    assert r.state == "COMPLETE" and r.epochs == 0 and len(reports) == 1 and reports[0]["final"]
+    loaded = load_network(tmp_path / "members/m0")
+    assert all(torch.equal(loaded.params[e][k], net.params[e][k]) for e in net.params for k in net.params[e])
