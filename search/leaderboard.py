@@ -42,7 +42,7 @@ from morphnas.morphism.errors import MorphnasError
 
 from .records import TrialResult
 from .rows import MEMBER_ATTR, Row, _row, ops_summary, rank_rows
-from .rundir import RunDir, RunDirError, storage_url, study_name
+from .rundir import RunDir, RunDirError, journal_path, storage_url, study_name
 
 __all__ = ["Leaderboard", "LeaderboardError", "Row", "load_study", "open_storage", "ops_summary",
            "rank_rows", "to_distribution"]
@@ -102,6 +102,16 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
     With ``create=False`` a SQLite file that does not exist is an error instead of a new empty
     database (read-only commands must not create studies).
     """
+    journal = journal_path(url)
+    if journal is not None:
+        if not create and not Path(journal).exists():
+            raise RunDirError(f"the run has no study yet ({journal} does not exist); "
+                              f"it appears once the search records its first trial")
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        try:
+            return JournalStorage(JournalFileBackend(journal))
+        except OSError as e:
+            raise RunDirError(f"cannot open the journal storage {journal}: {e}") from None
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if not create and path != ":memory:" and not Path(path).exists():
@@ -109,9 +119,25 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
                               f"it appears once the search records its first trial")
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     try:
-        return optuna.storages.get_storage(url)
+        return optuna.storages.get_storage(_with_postgres_driver(url))
     except Exception as e:  # optuna raises many types for a malformed URL
         raise RunDirError(f"cannot open Optuna storage {url!r}: {e}".splitlines()[0]) from None
+
+
+def _with_postgres_driver(url: str) -> str:
+    """``postgresql://`` with the PostgreSQL driver that is installed.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, 2.0 to psycopg2; the ``postgres``
+    extra installs psycopg2-binary, so a bare URL names it explicitly unless psycopg 3 is present.
+    A URL that already names a driver (``postgresql+psycopg://``) is left alone.
+    """
+    import importlib.util
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+                return "postgresql+psycopg2://" + url[len(bare):]
+            return "postgresql://" + url[len(bare):]
+    return url
 
 
 class Leaderboard:

@@ -3,7 +3,8 @@
 Every command that reads or writes a run goes through :class:`RunDir`, so the layout is defined
 once (DESIGN.md §4)::
 
-    runs/<name>/config.yaml      the resolved config (``storage:`` may name any Optuna storage URL)
+    runs/<name>/config.yaml      the resolved config (``storage:`` may name any Optuna storage URL,
+                                 e.g. postgresql://..., or journal:///path.log for a journal file)
     runs/<name>/study.db         the Optuna study (SQLite) unless ``storage:`` says otherwise
     runs/<name>/members/<id>/    spec + weights of every network (``save_network`` layout)
     runs/<name>/best/            the exported best network
@@ -104,10 +105,24 @@ def default_storage_url(run: RunDir) -> str:
 
 
 _SQLITE_REL = re.compile(r"^sqlite:///(?!/)(.+)$")
+# Optuna's journal file storage (an append-only log; works on NFS where SQLite locking does not):
+# ``journal:///abs/path/study.log`` or, relative to the run directory, ``journal://study.log``.
+JOURNAL_PREFIX = "journal://"
+
+
+def journal_path(url: str) -> str | None:
+    """The log file of a ``journal://`` storage URL (``None`` for any other URL)."""
+    if not url.startswith(JOURNAL_PREFIX):
+        return None
+    path = url[len(JOURNAL_PREFIX):]
+    if not path or path == "/":
+        raise RunDirError(f"storage {url!r}: name the journal file, e.g. journal:///shared/runs/study.log "
+                          f"(absolute) or journal://study.log (in the run directory)")
+    return path
 
 
 def resolve_storage_url(url: str | None, run: RunDir) -> str:
-    """``url`` with a relative SQLite path made absolute against the run directory.
+    """``url`` with a relative SQLite or journal path made absolute against the run directory.
 
     A relative ``sqlite:///x.db`` would otherwise depend on the working directory of whichever
     command opens it (driver, dashboard, export); anchoring it to the run makes them agree.
@@ -117,6 +132,9 @@ def resolve_storage_url(url: str | None, run: RunDir) -> str:
     m = _SQLITE_REL.match(url)
     if m and m.group(1) != ":memory:":
         return f"sqlite:///{(run.root / m.group(1)).resolve()}"
+    path = journal_path(url)
+    if path is not None and not path.startswith("/"):
+        return f"{JOURNAL_PREFIX}{(run.root / path).resolve()}"
     return url
 
 
