@@ -92,6 +92,8 @@ class RayConfig:
     asha: bool = False                  # early-stop weak children (ASHA on val_acc per epoch)
     grace_period: int = 1
     reduction_factor: int = 2
+    max_failures: int = 0               # re-runs of a trial whose worker or node died (Tune FailureConfig);
+                                        # 0: such a trial is recorded FAIL and the search goes on
 
 
 @dataclass(frozen=True)
@@ -274,7 +276,8 @@ def _check(cfg: Config) -> None:
     if not 0 < cfg.data.test_fraction < 1:
         raise ConfigError(f"config key 'data.test_fraction' must be in (0, 1), got {cfg.data.test_fraction}")
     for key, v in (("seed.epochs", cfg.seed.epochs), ("finetune.epochs", cfg.finetune.epochs),
-                   ("final.epochs", cfg.final.epochs), ("budget.trials", cfg.budget.trials)):
+                   ("final.epochs", cfg.final.epochs), ("budget.trials", cfg.budget.trials),
+                   ("ray.max_failures", cfg.ray.max_failures)):
         _positive(v, key, allow_zero=True)
     for key, v in (("seed.lr", cfg.seed.lr), ("finetune.lr", cfg.finetune.lr), ("final.lr", cfg.final.lr),
                    ("data.batch_size", cfg.data.batch_size), ("resources.cpus_per_trial", cfg.resources.cpus_per_trial),

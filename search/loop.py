@@ -354,7 +354,9 @@ class Driver:
                                             trial_name_creator=runner.trial_dirname),
                 run_config=tune.RunConfig(name=f"session{self.state.sessions}", storage_path=str(self.run_dir.ray),
                                           stop=runner.InterruptStopper(self), callbacks=[runner.ErrorCallback(self)], verbose=0,
-                                          failure_config=tune.FailureConfig(max_failures=0)),
+                                          # run_trial turns every exception into a FAIL report, so only a dying
+                                          # worker or node reaches Tune as an error: a retry re-runs that job.
+                                          failure_config=tune.FailureConfig(max_failures=self.cfg.ray.max_failures)),
             )
             self.echo(f"[search] run {self.root.name}: strategy {self.strategy.name}, budget "
                       f"{self.cfg.budget.trials} trial(s), {concurrent} at a time on Ray Tune")
