@@ -168,17 +168,18 @@ def test_search_on_two_nodes_survives_losing_one(cluster, tmp_path, monkeypatch)
     raw = {
         "name": "cl", "runs_dir": str(tmp_path), "random_seed": 0,
         "seed": {"network": "tiny_resnet", "epochs": 1, "lr": 0.1},
-        # Trials of ~10 s (digits upscaled to 32x32, 8 epochs): longer than a new worker's start-up
+        # Trials of ~10-15 s (digits upscaled to 32x32, 12 epochs): longer than a new worker's start-up
         # on node 2 (torch import, data), else Tune hands the 2nd trial to the head's freed actor.
         "data": {"dataset": "digits", "image_size": 32},
         "actions": {"ops": {"widen": {"factor": [1.5, 2.0]}, "deepen": {}}, "actions_per_child": 1},
         "strategy": {"name": "hill_climb", "children": 2},
-        "budget": {"trials": 6}, "finetune": {"epochs": 8},
+        "budget": {"trials": 6}, "finetune": {"epochs": 12},
         "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
         "final": {"epochs": 0},
     }
-    # The user's way in: `--set ray.address=host:port` joins the running cluster.
-    cfg = config_from_dict(apply_overrides(raw, [f"ray.address={cluster['address']}"]))
+    # The user's way in: `--set ray.address=host:port` joins the running cluster; one retry lets
+    # Ray's failure handling re-run the trial of the node this test kills.
+    cfg = config_from_dict(apply_overrides(raw, [f"ray.address={cluster['address']}", "ray.max_failures=1"]))
     assert cfg.ray.address == cluster["address"]
     d = KillingDriver(cfg, echo=lambda s: None)
     d.node2 = cluster["n2"]
@@ -220,9 +221,11 @@ def test_search_on_two_nodes_survives_losing_one(cluster, tmp_path, monkeypatch)
         assert killed.state.name == "FAIL"
         assert killed.user_attrs["fail_reason"].startswith("worker error"), killed.user_attrs["fail_reason"]
     later = [m for m in trials if int(m[1:]) > int(d.killed_member[1:])]
-    assert later and all(where.get(m) == {"head"} for m in later if m in where), where
+    assert all(where.get(m) == {"head"} for m in later if m in where), f"after the kill only the head runs: {where}"
     assert sum(t.state.name == "COMPLETE" for t in trials.values()) >= 6
-    for t in trials.values():
-        node = t.user_attrs.get("extra", {}).get("node_id") if isinstance(t.user_attrs.get("extra"), dict) else None
-        if node is not None:   # the runner records the node too (H_patches.md): it agrees with the pids
-            assert isinstance(node, str) and len(node) >= 8
+    # When the runner records the node as well (H_patches.md), it agrees with the pid evidence.
+    node_ids = {m: (t.user_attrs.get("extra") or {}).get("node_id") for m, t in trials.items()}
+    if any(node_ids.values()):
+        on = {place: {node_ids[m] for m, w in where.items() if w == {place} and node_ids.get(m)}
+              for place in ("head", "n2")}
+        assert len(on["head"]) == 1 and len(on["n2"]) <= 1 and not on["head"] & on["n2"], (on, where)
