@@ -113,3 +113,26 @@ def test_a_seed_checkpoint_is_loaded_not_trained(tmp_path):
     assert r.state == "COMPLETE" and r.epochs == 0 and len(reports) == 1 and reports[0]["final"]
     loaded = load_network(tmp_path / "members/m0")
     assert all(torch.equal(loaded.params[e][k], net.params[e][k]) for e in net.params for k in net.params[e])
+
+
+def test_inserted_identity_bns_get_training_statistics_before_fine_tuning(tmp_path):
+    """The worker calibrates a child's new identity BNs on a training batch (exact in eval mode)."""
+    net = create_network("tiny_resnet", num_classes=10)
+    save_network(net, tmp_path / "members/m0")
+    proposal = {"parent_id": "m0", "proposal_id": "p1", "search_params": {},
+                "actions": [{"op": "morph_block", "site": "layer1.0.shortcut", "params": {}, "seed": 0}]}
+    job = _job(tmp_path, "child", parent_path=str(tmp_path / "members/m0"), proposal=proposal,
+               train={"epochs": 0, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
+                      "batch_size": 64})
+    r = execute(job, lambda m: None)
+    assert r.state == "COMPLETE" and r.preservation_error < 1e-6   # float32 weights
+    child = load_network(tmp_path / "members/m1")
+    bns = [e for e in r.actions[0]["new_edges"] if child.edge(e).layer.kind == "batchnorm2d"]
+    assert len(bns) == 2
+    for e in bns:
+        p = child.params[e]
+        assert p["running_mean"].abs().max() > 1e-3, f"{e}: running mean still the made-up 0"
+        assert not torch.allclose(p["running_var"], torch.ones_like(p["running_var"])), e
+        # still the identity in eval mode: gamma = sqrt(var + eps), beta = mean
+        assert torch.allclose(p["weight"], (p["running_var"] + 1e-5).sqrt(), rtol=1e-5)
+        assert torch.allclose(p["bias"], p["running_mean"])
