@@ -17,7 +17,7 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import fx, nn
@@ -136,8 +136,9 @@ def _scope(node: fx.Node) -> str:
 
 def _visit(gm: fx.GraphModule, node: fx.Node, val: dict, b: _Builder, order: dict) -> None:
     # map_arg also reaches nodes nested in lists (view(x, [x.size(0), -1]), cat([a, b])).
-    args = list(fx.node.map_arg(node.args, lambda n: val[n]))
-    kwargs = dict(fx.node.map_arg(node.kwargs, lambda n: val[n]))
+    # The mapped values are the importer's own (_B, _Batch, _ShapeOf, constants), not fx Arguments.
+    args: list[Any] = list(fx.node.map_arg(node.args, lambda n: val[n]))
+    kwargs: dict[str, Any] = dict(fx.node.map_arg(node.kwargs, lambda n: val[n]))
     tensor_args = [a for a in node.args if isinstance(a, fx.Node) and isinstance(val[a], _B)]
     scope = _scope(node)
 
@@ -148,12 +149,14 @@ def _visit(gm: fx.GraphModule, node: fx.Node, val: dict, b: _Builder, order: dic
         b.unsupported.append(what)
         val[node] = _B(b.new_blob(node, None, node.name))
 
+    conv: Convert | Unsupported | None
     if node.op == "call_module":
-        mod = gm.get_submodule(node.target)
+        qualname = cast(str, node.target)   # fx types targets as str | callable; call_module's are names
+        mod = gm.get_submodule(qualname)
         if len(node.args) != 1 or node.kwargs or not isinstance(args[0], _B):
-            return fail(f"{node.target} ({type(mod).__name__}) called with {len(node.args)} arguments")
+            return fail(f"{qualname} ({type(mod).__name__}) called with {len(node.args)} arguments")
         conv = convert_module(mod, shape_of(args[0]))
-        return _emit(b, node, val, conv, args[0], node.target, order, name=node.target)
+        return _emit(b, node, val, conv, args[0], qualname, order, name=qualname)
     target = node.target
     name = f"{scope}.{node.name}" if scope else node.name
     if node.op == "call_method" and target == "size":
@@ -198,13 +201,14 @@ def _visit(gm: fx.GraphModule, node: fx.Node, val: dict, b: _Builder, order: dic
     if conv is None:
         conv = convert_pool_function(target, tuple(args[1:]), kwargs, shape_of(x))
     if conv is None and (target is torch.mean or (node.op == "call_method" and target == "mean")):
-        dims = args[1] if len(args) > 1 else kwargs.get("dim")
+        mean_dims = args[1] if len(args) > 1 else kwargs.get("dim")
         keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
         shp = shape_of(x)
-        if shp is not None and len(shp) == 3 and isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3]:
+        if (shp is not None and len(shp) == 3 and isinstance(mean_dims, (tuple, list))
+                and sorted(d % 4 for d in mean_dims) == [2, 3]):
             conv = Convert([GlobalAvgPool()] + ([] if keep else [Flatten()]), [{}] * (1 if keep else 2))
         else:
-            conv = Unsupported(f"{fn_name(target)}(dim={dims!r}) (only the spatial mean over dims (2, 3))")
+            conv = Unsupported(f"{fn_name(target)}(dim={mean_dims!r}) (only the spatial mean over dims (2, 3))")
     if conv is None:
         what = fn_name(target) if node.op == "call_function" else f"Tensor.{target}"
         return fail(what)
@@ -263,7 +267,7 @@ def _add(b: _Builder, node: fx.Node, val: dict, args: list, kwargs: dict, scope:
     shortcuts = []
     for operand, a in zip(node.args, args):
         blob = b.blobs[b.find(a.i)]
-        mergeable = (not repeated and blob.owner is operand and blob.owner is not None
+        mergeable = (not repeated and blob.owner is operand and isinstance(operand, fx.Node)
                      and len(operand.users) == 1)
         if mergeable:
             b.parent[b.find(a.i)] = dst  # the producer writes straight into the sum

@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ from .errors import SpecError
 
 Shape = tuple[int, ...]
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "relu": F.relu,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
@@ -41,6 +41,8 @@ class LayerSpec:
     """Base of all layer kinds. Subclasses are frozen dataclasses with a ``kind`` name."""
 
     kind: ClassVar[str] = ""
+    if TYPE_CHECKING:  # every concrete kind is a dataclass (declared for the checker only)
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def out_shape(self, shape: Shape) -> Shape:
         """The output shape for an input of ``shape``; raises ``SpecError`` if it does not fit."""
@@ -63,7 +65,7 @@ class LayerSpec:
         return False
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+        return {"kind": self.kind, **dataclasses.asdict(self)}
 
 
 def _need_chw(kind: str, shape: Shape) -> None:
@@ -111,7 +113,7 @@ class Conv2d(LayerSpec):
 
     def param_shapes(self) -> dict[str, Shape]:
         k = self.kernel_size
-        p = {"weight": (self.out_channels, self.in_channels // self.groups, k, k)}
+        p: dict[str, Shape] = {"weight": (self.out_channels, self.in_channels // self.groups, k, k)}
         if self.bias:
             p["bias"] = (self.out_channels,)
         return p

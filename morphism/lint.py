@@ -1,7 +1,7 @@
 """``lint``: every broken IR invariant, each message naming the blob or edge."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import networkx as nx
 
@@ -39,7 +39,7 @@ def lint_problems(net: "Network") -> list[str]:
     names = sorted(net.edge_names())
     for i, n in enumerate(names):
         e = net.edge(n)
-        if not isinstance(e.layer, LayerSpec) or KINDS.get(getattr(e.layer, "kind", None)) is not type(e.layer):
+        if not isinstance(e.layer, LayerSpec) or KINDS.get(e.layer.kind) is not type(e.layer):
             problems.append(f"edge {n!r} has an unknown layer kind {type(e.layer).__name__}")
             continue
         if i + 1 < len(names) and names[i + 1].startswith(n + "."):
@@ -54,7 +54,7 @@ def lint_problems(net: "Network") -> list[str]:
                     problems.append(f"edge {n!r} tensor {k!r} has shape {tuple(have[k].shape)}, expected {tuple(shape)}")
     if not problems or all(not p.startswith("cycle") for p in problems):
         shapes = infer_shapes(net, strict=False)
-        problems.extend(shapes.get("__problems__", ()))  # type: ignore[arg-type]
+        problems.extend(cast("tuple[str, ...]", shapes.get("__problems__", ())))   # infer_shapes' str sentinel
     return problems
 
 

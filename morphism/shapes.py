@@ -1,7 +1,7 @@
 """Shape inference: the ``(C, H, W)`` or ``(F,)`` shape of every blob, batch dimension excluded."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .errors import LintError, SpecError
 from .layers import Shape
@@ -38,5 +38,5 @@ def infer_shapes(net: "Network", strict: bool = True) -> dict[str, Shape]:
         if strict and problems:
             raise LintError(problems)
     if problems:
-        shapes["__problems__"] = tuple(problems)  # type: ignore[assignment]
+        shapes["__problems__"] = cast(Shape, tuple(problems))   # a str sentinel entry in the shape map
     return shapes

@@ -19,10 +19,12 @@ on the first edge into the sink.
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from ..graph import Network
-from ..layers import BatchNorm2d, Conv2d, Crop, PAct, Pad, PReLU
+from ..layers import BatchNorm2d, Conv2d, Crop, LayerSpec, PAct, Pad, PReLU
 from .solve import ModuleSolution
 
 
@@ -37,7 +39,7 @@ def identity_bn(channels: int, dtype: torch.dtype) -> tuple[BatchNorm2d, dict[st
 def build_module(net: Network, edge: str, sol: ModuleSolution) -> tuple[Network, tuple[str, ...]]:
     """A copy of ``net`` with conv ``edge`` replaced by the solved module; returns it and the new edges."""
     e = net.edge(edge)
-    conv: Conv2d = e.layer  # type: ignore[assignment]
+    conv = cast(Conv2d, e.layer)   # the module op checks the site is a conv
     dtype = net.params[edge]["weight"].dtype
     bias = net.params[edge].get("bias")
     m = sol.module
@@ -70,6 +72,8 @@ def build_module(net: Network, edge: str, sol: ModuleSolution) -> tuple[Network,
             add(cur, nxt, Crop(crop), f"{edge}.{me.name}.crop", {})
             cur = nxt
         stages = [("conv", None)] + ([("bn", None)] if me.bn else []) + ([("act", me.act)] if me.act else [])
+        layer: LayerSpec
+        params: dict[str, torch.Tensor]
         for i, (kind, act) in enumerate(stages):
             dst = where[me.dst] if i == len(stages) - 1 else blob(f"{edge}.{me.name}.{kind}_out")
             cout = w[me.dst]
@@ -77,13 +81,15 @@ def build_module(net: Network, edge: str, sol: ModuleSolution) -> tuple[Network,
                 layer = Conv2d(w[me.src], cout, me.kernel, conv.stride if me.dst == m.sink else 1, 0,
                                bias=me.name == bias_edge)
                 params = {"weight": sol.filters[me.name].to(dtype)}
-                if me.name == bias_edge:
+                if me.name == bias_edge and bias is not None:   # bias_edge is None without a bias
                     params["bias"] = bias.detach().clone()
             elif kind == "bn":
                 layer, params = identity_bn(cout, dtype)
+            elif act is None:   # only "act" stages carry an activation
+                raise RuntimeError(f"module edge {me.name!r}: activation stage without an activation")
             elif act.fn == "prelu":
-                layer = PReLU(cout if act.per_channel else 1, 1.0)
-                params = {"weight": torch.ones(layer.num_parameters, dtype=dtype)}
+                prelu = PReLU(cout if act.per_channel else 1, 1.0)
+                layer, params = prelu, {"weight": torch.ones(prelu.num_parameters, dtype=dtype)}
             else:
                 layer = PAct(cout, act.fn, act.per_channel)
                 params = {"a": torch.ones(cout if act.per_channel else 1, dtype=dtype)}

@@ -16,6 +16,7 @@ Two analyses, used together:
 from __future__ import annotations
 
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 
@@ -44,7 +45,7 @@ def oriented(g: FilterGraph, cut: str) -> FilterGraph:
     return g if cut == "sink" else g.reversed()
 
 
-def cut_counts(g: FilterGraph, cut: str, pinned: set[str] = frozenset()) -> CutCounts:
+def cut_counts(g: FilterGraph, cut: str, pinned: AbstractSet[str] = frozenset()) -> CutCounts:
     """Counting capacity of the sink or source cut at the graph's current widths."""
     h = oriented(g, cut)
     rho = h.radii()
@@ -60,7 +61,7 @@ def cut_counts(g: FilterGraph, cut: str, pinned: set[str] = frozenset()) -> CutC
     return CutCounts(cut, unknowns, cin * kk * kk, tuple(dict.fromkeys(free)))
 
 
-def counting_width(g: FilterGraph, cut: str, pinned: set[str] = frozenset()) -> int | None:
+def counting_width(g: FilterGraph, cut: str, pinned: AbstractSet[str] = frozenset()) -> int | None:
     """Smallest uniform width of the free cut blobs meeting the counting bound (None: impossible)."""
     c = cut_counts(g, cut, pinned)
     if c.ok:
@@ -98,7 +99,7 @@ def cut_exact_at(g: FilterGraph, cut: str, target_k: int, gen: torch.Generator) 
 
 
 def min_cut_width(g: FilterGraph, cut: str, free: tuple[str, ...], target_k: int, gen: torch.Generator,
-                  pinned: set[str] = frozenset()) -> int | None:
+                  pinned: AbstractSet[str] = frozenset()) -> int | None:
     """Estimate the smallest uniform width of the ``free`` blobs making the cut exact (see module doc)."""
     if not free:
         return None

@@ -132,7 +132,7 @@ class Realizer:
         if self.widen and m not in self.pinned:
             g = self._chain(node)
             est = {c: min_cut_width(g, c, (m,), tk, self.gen) for c in cuts}
-            cuts.sort(key=lambda c: est[c] if est[c] is not None else 1 << 30)
+            cuts.sort(key=lambda c: v if (v := est[c]) is not None else 1 << 30)
             base = self.widths[m]
             for c in cuts:
                 w = max(base, self.widened(est[c] or base))

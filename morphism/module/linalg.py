@@ -12,7 +12,9 @@ of the reversed graph with transposed filters (spatial convolution commutes, so
 """
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import torch
 
@@ -88,7 +90,7 @@ def centred_add(acc: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor:
     return pad_to(acc, k) + pad_to(f, k)
 
 
-def blob_functions(g: FilterGraph, filters: dict[str, torch.Tensor], skip: set[str] = frozenset(),
+def blob_functions(g: FilterGraph, filters: dict[str, torch.Tensor], skip: AbstractSet[str] = frozenset(),
                    dtype=torch.float64) -> dict[str, torch.Tensor]:
     """``H_b``: the filter from the source to every blob (edges in ``skip`` left out)."""
     h: dict[str, torch.Tensor | None] = {g.source: None}   # None: the identity
@@ -102,7 +104,7 @@ def blob_functions(g: FilterGraph, filters: dict[str, torch.Tensor], skip: set[s
             h[b] = acc
     cin = g.widths[g.source]
     h[g.source] = torch.eye(cin, dtype=dtype).reshape(cin, cin, 1, 1)
-    return h  # type: ignore[return-value]
+    return cast(dict[str, torch.Tensor], h)   # every blob now has a filter (the source the identity)
 
 
 def module_filter(g: FilterGraph, filters: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -216,8 +218,8 @@ def rebalance(g: FilterGraph, filters: dict[str, torch.Tensor]) -> dict[str, tor
     for b in g.internal():
         ins = [out[e.name] for e in g.in_edges(b)]
         outs = [out[e.name] for e in g.out_edges(b)]
-        rin = torch.sqrt(sum((f ** 2).sum() for f in ins) / sum(f.numel() for f in ins))
-        rout = torch.sqrt(sum((f ** 2).sum() for f in outs) / sum(f.numel() for f in outs))
+        rin = torch.sqrt(cast(torch.Tensor, sum((f ** 2).sum() for f in ins) / sum(f.numel() for f in ins)))
+        rout = torch.sqrt(cast(torch.Tensor, sum((f ** 2).sum() for f in outs) / sum(f.numel() for f in outs)))
         if rin <= 0 or rout <= 0:
             continue
         alpha = torch.sqrt(rout / rin).item()

@@ -153,7 +153,7 @@ def reduce_module(module: ModuleSpec) -> Reduction:
 
 
 def _type1(edges: list[Node], order: dict[str, int], module: ModuleSpec) -> Step | None:
-    for b in sorted(order, key=order.get):
+    for b in sorted(order, key=order.__getitem__):
         if b in (module.source, module.sink):
             continue
         ins = [e for e in edges if e.dst == b]

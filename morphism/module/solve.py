@@ -133,7 +133,7 @@ def solve_module(module: ModuleSpec, target: torch.Tensor, widen: bool = True, t
     w0 = widths or initial_widths(module, cin, cout)
     pinned = set(module.pinned_widths())
     gen = torch.Generator().manual_seed(int(seed))
-    best = None
+    best: ModuleSolution | None = None
     # Exact in float64 is not enough: the filters are stored in the network's float32, and a badly
     # conditioned split amplifies that rounding. A little extra width conditions the solves.
     for margin in (MARGINS if widen else (0.0,)):
@@ -142,6 +142,8 @@ def solve_module(module: ModuleSpec, target: torch.Tensor, widen: bool = True, t
             best = sol
         if sol.residual_f32 <= F32_OK or sol.mode == "approximate":
             break
+    if best is None:  # the margins loop always runs at least once
+        raise RuntimeError("solve_module: no solve attempt ran")
     if widen and not red.simple and any(best.widths[b] > WIDE * w0[b] for b in module.blobs):
         # One-shot cuts can need far more width than an exact solution has (e.g. when every cut ends
         # in 1x1 edges); the iterative fit may find one at the given widths within part of the budget.

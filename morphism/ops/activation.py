@@ -14,6 +14,7 @@ Edges into the network's output are not sites for insertion. Both forms are exac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -81,9 +82,10 @@ class ActivationOp(MorphOp):
                 a = w.clone()
                 note = "prelu(w) -> pact(relu) with a = w"
             else:
-                spec = PAct(c, e.layer.fn, per_channel=True)
+                fn = cast(Activation, e.layer).fn   # _target returns "edge" only for Activation/PReLU
+                spec = PAct(c, fn, per_channel=True)
                 a = torch.zeros(c, dtype=dtype)
-                note = f"{e.layer.fn} -> pact({e.layer.fn}) with a = 0"
+                note = f"{fn} -> pact({fn}) with a = 0"
             child.replace_layer(name, spec, {"a": a})
             return child, {"mode": "exact", "notes": note}
         c = child.shapes()[name][0]

@@ -17,7 +17,7 @@ import dataclasses
 import difflib
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence, cast
 
 import numpy as np
 
@@ -70,9 +70,12 @@ class MorphOp:
     site_kind: ClassVar[str] = "edge"   # "edge" or "blob"
     description: ClassVar[str] = ""
 
-    @dataclass(frozen=True)
-    class Params:
-        pass
+    if TYPE_CHECKING:  # any frozen dataclass: a nested class or an alias (``Params = SplitParams``)
+        Params: ClassVar[type[Any]]
+    else:
+        @dataclass(frozen=True)
+        class Params:
+            pass
 
     # --- to implement --------------------------------------------------------------------------
     def sites(self, net: Network) -> list[str]:
@@ -160,7 +163,7 @@ def _coerce(op: str, key: str, value: Any, f: dataclasses.Field) -> Any:
 
 
 def _jsonable(p: Any) -> dict[str, Any]:
-    d = dataclasses.asdict(p) if dataclasses.is_dataclass(p) else dict(p)
+    d = dataclasses.asdict(cast(Any, p)) if dataclasses.is_dataclass(p) else dict(p)
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 

@@ -70,7 +70,9 @@ def channel_group(net: Network, blob: str, shapes: dict | None = None) -> Channe
 def _walk(net: Network, root: str, shapes: dict, mult: dict[str, int] | None):
     """Breadth-first over channel-wise edges from ``root``; with ``mult`` also multiplicities."""
     mult = dict(mult) if mult is not None else {root: 1}
-    producers, consumers, internal = set(), set(), set()
+    producers: set[str] = set()
+    consumers: set[str] = set()
+    internal: set[str] = set()
     problems: list[str] = []
     todo = deque([root])
     while todo:

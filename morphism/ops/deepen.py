@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -101,7 +102,7 @@ class Deepen(MorphOp):
         problem = self._site_problem(net, site)
         if problem:
             raise NotApplicable(f"deepen: {problem}")
-        layer: Conv2d = net.edge(site).layer
+        layer = cast(Conv2d, net.edge(site).layer)   # _site_problem refused anything else
         k1, k2, mid = _sizes(layer, params)
         k = layer.kernel_size
         if k1 < 1 or k2 < 1 or k1 % 2 == 0 or k2 % 2 == 0:
@@ -131,7 +132,7 @@ class Deepen(MorphOp):
 
     def _apply(self, net: Network, site: str, p: DeepenParams, rng: np.random.Generator):
         e = net.edge(site)
-        layer: Conv2d = e.layer
+        layer = cast(Conv2d, e.layer)   # check() refused anything else
         k, s, pad = layer.kernel_size, layer.stride, layer.padding
         k1, k2, mid = _sizes(layer, p)
         w = net.params[site]["weight"]

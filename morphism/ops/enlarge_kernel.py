@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ class EnlargeKernel(MorphOp):
 
     def _apply(self, net: Network, site: str, p: EnlargeKernelParams, rng: np.random.Generator):
         e = net.edge(site)
-        layer: Conv2d = e.layer
+        layer = cast(Conv2d, e.layer)   # check() refused anything else
         k = layer.kernel_size
         new = k + 2 if p.k is None else int(p.k)
         r = (new - k) // 2

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import NotApplicable, PreservationError
 from ..graph import Edge, Network
-from ..layers import Conv2d
+from ..layers import Conv2d, LayerSpec
 from ..solver.decompose import well_conditioned
 from ._identity import check_act, feature_blob_sites, identity_activation, identity_bn, insert_after_blob, \
     resolve_blob_site
@@ -71,6 +71,8 @@ class InsertLayer(MorphOp):
         changed: tuple[str, ...] = ()
         if p.dense:
             prod = _producer(child, blob)
+            if prod is None:  # check() refuses dense=true without a single plain producer
+                raise RuntimeError(f"insert_layer: blob {blob!r} has no single groups=1 conv producer")
             a = well_conditioned(rng, c, c, (2.0 / c) ** 0.5)   # He norm of a k x k filter, all in the centre
             g = child.params[prod.name]
             old = g["weight"].double()
@@ -85,7 +87,8 @@ class InsertLayer(MorphOp):
             changed = (prod.name,)
         else:
             w[torch.arange(c), torch.arange(c), p.k // 2, p.k // 2] = 1.0
-        layers = [(Conv2d(c, c, p.k, 1, p.k // 2), {"weight": w.to(dtype)}, "conv")]
+        layers: list[tuple[LayerSpec, dict[str, torch.Tensor], str]] = [
+            (Conv2d(c, c, p.k, 1, p.k // 2), {"weight": w.to(dtype)}, "conv")]
         if p.bn:
             spec, params = identity_bn(c, dtype)
             layers.append((spec, params, "bn"))

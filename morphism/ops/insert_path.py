@@ -19,7 +19,7 @@ the site's name (the identity edge is removed first), blobs ``<prefix>.c1`` ...
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -72,8 +72,10 @@ def insert_path_edges(net: Network, site: str, k1: int, k2: int, width: int | No
 
     ``channels`` (the blob's) saves a shape inference when the caller knows it."""
     c = channels if channels is not None else feature_channels(net, net.edge(site).src)
+    if c is None:  # check_identity_path_site refuses flat blobs
+        raise RuntimeError(f"insert_path: identity edge {site!r} does not carry a (C, H, W) feature map")
     e = net.remove_edge(site)
-    scale = e.layer.scale
+    scale = cast(Identity, e.layer).scale   # the site check refused anything else
     mid = int(width) if width else c
     if mode == "dense" and not width:
         # Asked for dense without a width: widen the intermediate just enough to make it possible.
@@ -145,14 +147,14 @@ def calibrate_identity_bns(net: Network, edges: list[str] | tuple[str, ...], x: 
     for h in hooks:
         h.remove()
     for name, t in seen.items():
-        layer = out.edge(name).layer
+        layer = cast(BatchNorm2d, out.edge(name).layer)   # only identity BNs were hooked
         mean, var = t.double().mean((0, 2, 3)), t.double().var((0, 2, 3), unbiased=False)
         out.replace_layer(name, layer, bn_identity_params(layer.num_features, out.dtype, mean, var, layer.eps))
     return out
 
 
 def _is_identity_bn(net: Network, name: str) -> bool:
-    p, eps = net.params[name], net.edge(name).layer.eps
+    p, eps = net.params[name], cast(BatchNorm2d, net.edge(name).layer).eps
     w = torch.sqrt(p["running_var"].double() + eps)
     return bool(torch.allclose(p["weight"].double(), w, rtol=1e-6) and torch.allclose(p["bias"], p["running_mean"]))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class ModuleOp(MorphOp):
     def example_params(self, net: Network, site: str) -> dict:
         """A cheap module that fits any conv: the conv's own kernel beside a 1x1 -> BN -> PReLU ->
         1x1 -> BN branch (the paper's morph_1c1 shape; exercises the pad-once crop)."""
-        k = net.edge(site).layer.kernel_size
+        k = cast(Conv2d, net.edge(site).layer).kernel_size   # sites are convs
         mod = {"name": f"{k}x{k}+1c1", "edges": [
             {"name": "main", "from": "s", "to": "t", "kernel": k},
             {"name": "conv1", "from": "s", "to": "m", "kernel": 1, "bn": True, "act": "prelu"},

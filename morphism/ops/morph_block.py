@@ -16,7 +16,7 @@ a paper variant (every eligible block of ResNet-110) is best derived.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -76,7 +76,8 @@ def morph_in_place(child: Network, site: str, params: Any, rng: np.random.Genera
     e = child.edge(site)
     channels = feature_channels(child, e.src)
     base = site[: -len(".shortcut")] + ".morph" if site.endswith(".shortcut") else site + "_morph"
-    s = e.layer.scale
+    s = cast(Identity, e.layer).scale   # check() refused anything but an identity shortcut
+    removed: tuple[str, ...]
     if params.branches == 1:
         # The shortcut keeps its name, halved; the other half becomes the path.
         child.replace_layer(site, Identity(s * 0.5), {})

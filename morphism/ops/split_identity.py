@@ -10,7 +10,7 @@ order of summation at the join can differ in the last bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -28,6 +28,8 @@ def split_identity_edge(net: Network, site: str, ratio: float = 0.5) -> tuple[st
     Returns the two new edge names, the ``ratio`` part first.
     """
     e = net.remove_edge(site)
+    if not isinstance(e.layer, Identity):  # callers check the site first
+        raise RuntimeError(f"split_identity_edge: edge {site!r} is not an identity but a {e.layer.kind}")
     s = e.layer.scale
     first = net.fresh_name(f"{site}.0")
     net.add_edge(e.src, e.dst, Identity(s * ratio), first, params={})
@@ -70,8 +72,9 @@ class SplitIdentity(MorphOp):
     def _apply(self, net: Network, site: str, params: Any, rng: np.random.Generator):
         child = net.copy()
         a, b = split_identity_edge(child, site, params.ratio)
+        sa, sb = (cast(Identity, child.edge(n).layer).scale for n in (a, b))
         return child, {"mode": "exact", "new_edges": (a, b), "removed_edges": (site,),
-                       "notes": f"scales {child.edge(a).layer.scale:g} + {child.edge(b).layer.scale:g}"}
+                       "notes": f"scales {sa:g} + {sb:g}"}
 
 
 OP = SplitIdentity()

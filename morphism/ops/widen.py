@@ -193,13 +193,16 @@ def _scale(w: torch.Tensor) -> float:
     return float(w.std()) if w.numel() > 1 else float(w.abs().mean())
 
 
+def _given(**sizes: int | None) -> dict[str, Any]:
+    """The sizes that are set (not None or 0), for ``dataclasses.replace``."""
+    return {k: v for k, v in sizes.items() if v}
+
+
 def _resize(layer, out: int | None = None, inp: int | None = None):
     if isinstance(layer, Conv2d):
-        return dataclasses.replace(layer, **({"out_channels": out} if out else {}),
-                                   **({"in_channels": inp} if inp else {}))
+        return dataclasses.replace(layer, **_given(out_channels=out, in_channels=inp))
     if isinstance(layer, Linear):
-        return dataclasses.replace(layer, **({"out_features": out} if out else {}),
-                                   **({"in_features": inp} if inp else {}))
+        return dataclasses.replace(layer, **_given(out_features=out, in_features=inp))
     raise TypeError(f"cannot resize a {layer.kind}")  # channel_groups only lists convs and linears here
 
 

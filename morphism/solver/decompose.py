@@ -315,6 +315,8 @@ def _als(t, k1, k2, mid, rng, sweeps: int = 25):
             best, best_err = (f1, f2), err
         else:
             break
+    if best is None:  # the first sweep always improves on inf unless the target is not finite
+        raise RuntimeError(f"alternating least squares found no finite solution (mid={mid})")
     return best[0], best[1], f"approx: {sweeps}-sweep alternating least squares from random (mid={mid})"
 
 
