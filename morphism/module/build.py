@@ -25,15 +25,15 @@ import torch
 
 from ..graph import Network
 from ..layers import BatchNorm2d, Conv2d, Crop, LayerSpec, PAct, Pad, PReLU
+from ..ops._identity import bn_identity_params
 from .solve import ModuleSolution
 
 
 def identity_bn(channels: int, dtype: torch.dtype) -> tuple[BatchNorm2d, dict[str, torch.Tensor]]:
+    """An identity BN whose running variance is ``1 - eps``, so that gamma = sqrt(var + eps) = 1."""
     bn = BatchNorm2d(channels)
-    return bn, {"weight": torch.ones(channels, dtype=dtype), "bias": torch.zeros(channels, dtype=dtype),
-                "running_mean": torch.zeros(channels, dtype=dtype),
-                "running_var": torch.full((channels,), 1.0 - bn.eps, dtype=dtype),
-                "num_batches_tracked": torch.tensor(0, dtype=torch.long)}
+    var = torch.full((channels,), 1.0 - bn.eps, dtype=torch.float64)
+    return bn, bn_identity_params(channels, dtype, var=var, eps=bn.eps)
 
 
 def build_module(net: Network, edge: str, sol: ModuleSolution) -> tuple[Network, tuple[str, ...]]:

@@ -52,6 +52,23 @@ def identity_bn(channels: int, dtype: torch.dtype, **stats) -> tuple[BatchNorm2d
     return BatchNorm2d(channels, eps), bn_identity_params(channels, dtype, eps=eps, **stats)
 
 
+class Splicer:
+    """Adds edges and blobs named ``<prefix>.<base>`` (made unique) to ``net``, in place, and keeps the
+    names of the edges it added (a morph record's ``new_edges``)."""
+
+    def __init__(self, net: Network, prefix: str):
+        self.net, self.prefix = net, prefix
+        self.new_edges: list[str] = []
+
+    def edge(self, src: str, dst: str, layer: LayerSpec, base: str, params: dict[str, torch.Tensor]) -> str:
+        name = self.net.add_edge(src, dst, layer, self.net.fresh_name(f"{self.prefix}.{base}"), params=params)
+        self.new_edges.append(name)
+        return name
+
+    def blob(self, base: str) -> str:
+        return self.net.add_blob(self.net.fresh_name(f"{self.prefix}.{base}", blob=True))
+
+
 def feature_blob_sites(net: Network) -> list[str]:
     """Blobs holding a (C, H, W) feature map, other than the network's input and output."""
     shapes = net.shapes()

@@ -31,7 +31,7 @@ from ..layers import Conv2d, Pad
 from ..solver.decompose import (MODES, decompose, dense_capacity_ok, min_dense_width, recommended_dense_width,
                                 sparse_ok)
 from ..solver.linsolve import is_centre_only
-from ._identity import check_act, identity_activation, identity_bn
+from ._identity import Splicer, check_act, identity_activation, identity_bn
 from ._sites import require_edge
 from .base import MorphOp
 
@@ -141,16 +141,8 @@ class Deepen(MorphOp):
         child = net.copy()
         dtype = child.dtype
         child.remove_edge(site)
-        names: list[str] = []
-
-        def edge(src: str, dst: str, spec, base: str, params: dict) -> str:
-            n = child.fresh_name(f"{site}.{base}")
-            child.add_edge(src, dst, spec, n, params=params)
-            names.append(n)
-            return n
-
-        def blob(base: str) -> str:
-            return child.add_blob(child.fresh_name(f"{site}.{base}", blob=True))
+        sp = Splicer(child, site)
+        edge, blob = sp.edge, sp.blob
 
         radius = pad + (k1 + k2 - 1 - k) // 2      # padding of the composed K x K filter
         # A centre-only factor acts as a 1x1 and keeps per-layer padding exact, provided the other
@@ -190,7 +182,7 @@ class Deepen(MorphOp):
                  f"{'pad once (radius ' + str(radius) + ')' if pad_once else 'per-layer padding'}")
         return child, {"mode": mode, "zero_fraction": float(dec.zero_fraction),
                        "error": float(dec.residual) if mode == "approximate" else None,
-                       "new_edges": tuple(names), "removed_edges": (site,), "notes": notes}
+                       "new_edges": tuple(sp.new_edges), "removed_edges": (site,), "notes": notes}
 
 
 OP = Deepen()

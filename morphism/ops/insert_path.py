@@ -28,7 +28,8 @@ from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import BatchNorm2d, Conv2d, Identity, Pad
 from ..solver.decompose import decompose, min_dense_width
-from ._identity import ACT_CHOICES, bn_identity_params, identity_activation
+from ..solver.linsolve import is_centre_only
+from ._identity import ACT_CHOICES, Splicer, bn_identity_params, identity_activation
 from ._sites import feature_channels, require_edge
 from .base import MorphOp
 
@@ -84,19 +85,11 @@ def insert_path_edges(net: Network, site: str, k1: int, k2: int, width: int | No
     target[torch.arange(c), torch.arange(c), 0, 0] = scale
     dec = decompose(target, k1, k2, mid=mid, mode=mode, rng=rng)
     f1, f2 = dec.f1, dec.f2
-    pad_once = not (_centre_only(f1) or _centre_only(f2))
+    pad_once = not (is_centre_only(f1) or is_centre_only(f2))
     dtype = net.dtype
     prefix = prefix or site
-    names: list[str] = []
-
-    def edge(src: str, dst: str, layer, base: str, params: dict) -> str:
-        n = net.fresh_name(f"{prefix}.{base}")
-        net.add_edge(src, dst, layer, n, params=params)
-        names.append(n)
-        return n
-
-    def blob(base: str) -> str:
-        return net.add_blob(net.fresh_name(f"{prefix}.{base}", blob=True))
+    sp = Splicer(net, prefix)
+    edge, blob = sp.edge, sp.blob
 
     src = e.src
     if pad_once:
@@ -118,7 +111,7 @@ def insert_path_edges(net: Network, site: str, k1: int, k2: int, width: int | No
     c2 = blob("c2")
     edge(b1, c2, Conv2d(mid, c, k2, 1, pad2), "conv2", {"weight": f2.to(dtype)})
     edge(c2, e.dst, BatchNorm2d(c), "bn2", bn_identity_params(c, dtype))
-    return PathResult(tuple(names), dec.mode, float(dec.residual), float(dec.zero_fraction), pad_once)
+    return PathResult(tuple(sp.new_edges), dec.mode, float(dec.residual), float(dec.zero_fraction), pad_once)
 
 
 @torch.no_grad()
@@ -157,15 +150,6 @@ def _is_identity_bn(net: Network, name: str) -> bool:
     p, eps = net.params[name], cast(BatchNorm2d, net.edge(name).layer).eps
     w = torch.sqrt(p["running_var"].double() + eps)
     return bool(torch.allclose(p["weight"].double(), w, rtol=1e-6) and torch.allclose(p["bias"], p["running_mean"]))
-
-
-def _centre_only(f: torch.Tensor) -> bool:
-    k = f.shape[-1]
-    if k == 1:
-        return True
-    off = f.clone()
-    off[:, :, k // 2, k // 2] = 0
-    return bool((off == 0).all())
 
 
 class InsertPath(MorphOp):
