@@ -3,7 +3,7 @@ how exactly it preserves the seed's function.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/spaces_table.py --md bench/results/spaces.md
 
-params / MB / FLOPs follow the paper's conventions (DESIGN §5; spaces/counting.py). Derivation
+params / MB / FLOPs follow the paper's conventions (docs/design.md, "Paper facts"; spaces/counting.py). Derivation
 time = building the variant by name minus building its seed (median of ``--repeats``). Errors:
 float32 relative output error against the seed on a batch of 4 random inputs, and float64 on a
 perturbed (BN statistics, PReLU slopes) copy of the seed, derived at width 8 on 8x8 inputs for

@@ -5,6 +5,8 @@ messages and a non-zero exit, anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class MorphnasError(Exception):
     """Base of every error caused by input (specs, files, sites, parameters)."""
@@ -45,3 +47,25 @@ class ImportUnsupported(MorphnasError):
 
 class PreservationError(MorphnasError):
     """A morphed network does not compute its parent's function within the tolerance."""
+
+
+def close_matches(value: object, choices: "Iterable[object]", n: int = 1) -> list[str]:
+    """Up to ``n`` names among ``choices`` that look like ``value`` (a typo), best first."""
+    import difflib
+    return difflib.get_close_matches(str(value), [str(c) for c in choices], n=n)
+
+
+def did_you_mean(value: object, choices: "Iterable[object]", *, n: int = 1, known: str | None = "known") -> str:
+    """The tail of a "no such name" message, to append after the sentence that names ``value``.
+
+    ``"; did you mean 'x'?"`` (or ``"; did you mean a, b?"`` when ``n > 1``) when something is
+    close; otherwise ``"; <known>: a, b, c"`` listing every choice, or ``""`` when ``known`` is None.
+    The one place every "did you mean" hint of morphnas is written.
+    """
+    names = [str(c) for c in choices]
+    close = close_matches(value, names, n=n)
+    if close:
+        return f"; did you mean {close[0]!r}?" if n == 1 else f"; did you mean {', '.join(close)}?"
+    if known is None or not names:
+        return ""
+    return f"; {known}: {', '.join(sorted(names))}"

@@ -4,7 +4,7 @@ Filters are ``(C_out, C_in, k, k)`` tensors with odd ``k``, centred (the "extend
 the modular-morphing paper: a filter is a finitely supported tensor, a smaller one is a zero-padded
 larger one). For stride-1 convolutions with enough zero padding,
 ``conv(conv(x, f1), f2) == conv(x, compose(f1, f2))`` exactly in exact arithmetic; with per-layer
-padding only in the interior (see ``morphism/pad_once`` notes in DESIGN.md §6).
+padding only in the interior (see ``morphism/pad_once`` notes in docs/design.md, "Numerics").
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Trials are created whole from ``optuna.trial.create_trial(...)`` (what ``study.add_trial`` does)
 rather than through ``ask``/``tell``: Optuna refuses categorical domains that change between trials in
 ``suggest_*`` and refuses intermediate values in multi-objective studies, while a created trial
-accepts any distribution and any number of objectives (DESIGN.md §6). A created trial is one
+accepts any distribution and any number of objectives (docs/design.md, "Numerics"). A created trial is one
 storage transaction, so a crash never leaves half a trial behind.
 
 What each trial holds (see :meth:`Leaderboard.record`):

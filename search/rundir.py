@@ -1,7 +1,7 @@
 """The layout of a run directory ``runs/<name>/`` and how to find a run's Optuna storage.
 
 Every command that reads or writes a run goes through :class:`RunDir`, so the layout is defined
-once (DESIGN.md §4)::
+once (docs/design.md, "Run directory")::
 
     runs/<name>/config.yaml      the resolved config (``storage:`` may name any Optuna storage URL,
                                  e.g. postgresql://..., or journal:///path.log for a journal file)

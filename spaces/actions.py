@@ -21,7 +21,7 @@ Sampling (:meth:`ActionSpace.sample`) draws from an explicit ``numpy.random.Gene
 *applies* every drawn action to check it: the op must accept it (no ``NotApplicable``, lint
 passes) and the child must meet the constraints. So the space never proposes an action the engine
 rejects, and the cost check happens before any training. Samplers with fixed parameter domains
-(Optuna, DESIGN §6) use :meth:`ActionSpace.param_domains` and
+(Optuna, docs/design.md, "Numerics") use :meth:`ActionSpace.param_domains` and
 :meth:`ActionSpace.actions_from_params`: per action an op from the fixed enabled list, a stage, a
 relative position in [0, 1] within the stage's sites and the op's parameter choices.
 """

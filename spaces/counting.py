@@ -1,4 +1,4 @@
-"""Counting by the modular-morphing paper's conventions (DESIGN.md §5).
+"""Counting by the modular-morphing paper's conventions (docs/design.md, "Paper facts").
 
 * params: every learnable tensor and BN running statistic — conv and FC weights, biases, BN
   gamma/beta/running mean/running var, PReLU slopes, parametric-activation ``a`` (integer

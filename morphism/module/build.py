@@ -2,7 +2,7 @@
 
 A dense solution of a module with chains of k > 1 convs equals the conv only if the module sees the
 same zero border the composed filter assumes (per-layer zero padding is wrong on the border ring,
-relative error 0.12–0.27, DESIGN §6). So:
+relative error 0.12–0.27, docs/design.md, "Numerics"). So:
 
 * one ``Pad`` at the source by ``P = p + R - r`` (``p`` the conv's padding, ``R`` the module's
   radius, ``r`` the conv's radius) — a conv padded by ``p`` equals its filter zero-padded to the

@@ -1,7 +1,7 @@
 """The iterative fallback for fixed widths: alternating cut solves, then Levenberg–Marquardt.
 
 Used only when the module's widths are pinned (or widening is off) and no one-shot cut is exact.
-Measured here (DESIGN §6): the paper's one-filter-at-a-time loop stalls at 1e-2–1e-1; alternating
+Measured here (docs/design.md, "Numerics"): the paper's one-filter-at-a-time loop stalls at 1e-2–1e-1; alternating
 joint cut solves do better but also stall; LM reaches 1e-8–1e-12 on width-8 modules within seconds
 to minutes and is infeasible from width ~32 on (its Jacobian has (C_out C_in K²) x (#params)
 entries). Both run under a wall-clock budget and return the best filters seen.

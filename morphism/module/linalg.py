@@ -202,7 +202,7 @@ def solve_source_cut(g: FilterGraph, filters: dict[str, torch.Tensor], target: t
 
 def random_filters(g: FilterGraph, names, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """Dense Gaussian filters at He scale (Gaussian, not orthogonal: orthogonal factors made sums of
-    paths exactly singular for even widths, DESIGN §6)."""
+    paths exactly singular for even widths, docs/design.md, "Numerics")."""
     out = {}
     for e in g.edges:
         if e.name in names:

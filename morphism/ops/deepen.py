@@ -12,7 +12,7 @@ inserted as identities, so the chain computes the conv exactly. What the result 
 
 Borders: when one factor is centre-only (any 1x1 factor) per-layer zero padding is exact; a chain
 of two dense k > 1 convs instead runs "pad once" (a ``Pad`` edge by the chain's radius, both convs
-unpadded), because per-layer padding would only be exact in the interior (DESIGN.md §6).
+unpadded), because per-layer padding would only be exact in the interior (docs/design.md, "Numerics").
 Stride: on ``F1`` when ``F2`` is pointwise (it commutes with subsampling and is 4x cheaper at
 stride 2), else on ``F2`` (the last conv). A bias stays on ``F2``. New edges are
 ``<site>.conv_a``, ``.bn``, ``.act``, ``.conv_b`` (+ ``.pad``); the site edge is removed.

@@ -20,7 +20,7 @@ density (no forced zeros, "stable" morphism) the preference. What is possible:
 
 Every result is rescaled per inner channel (``F1[m] *= s``, ``F2[:, m] /= s``, which leaves the
 composition unchanged) so both factors sit at comparable multiples of their He scale: a solved
-factor otherwise comes out 7-17x too large (DESIGN.md §6). All solving is float64 and every result
+factor otherwise comes out 7-17x too large (docs/design.md, "Numerics"). All solving is float64 and every result
 is checked by recomposing, never trusted from the solver.
 """
 from __future__ import annotations
@@ -134,7 +134,7 @@ def well_conditioned(rng: np.random.Generator, rows: int, cols: int, std: float)
     A plain Gaussian square matrix has condition number ~ its size (often 100s), and the solved
     factor inherits it: float32 rounding is amplified by it and so is approximate-mode noise.
     Clipping the singular values to [mean/2, 2*mean] keeps the random directions (the matrix stays
-    dense and non-orthogonal, DESIGN.md §6) and bounds the amplification.
+    dense and non-orthogonal, docs/design.md, "Numerics") and bounds the amplification.
     """
     a = _gaussian(rng, (rows, cols), 1.0)
     u, s, vh = torch.linalg.svd(a, full_matrices=False)

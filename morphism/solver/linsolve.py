@@ -6,7 +6,7 @@ columns). Solving for ``F1`` with ``F2`` fixed is the same problem on the transp
 (``compose(F1, F2)^T = compose(F2^T, F1^T)``), so only ``solve_second`` is written out.
 
 Why not ``torch.linalg.lstsq``: its default CPU driver returned wrong answers on wide systems here
-(DESIGN.md §6). Wide systems use the minimum-norm solution ``M^T (M M^T)^-1 t`` by Cholesky, tall
+(docs/design.md, "Numerics"). Wide systems use the minimum-norm solution ``M^T (M M^T)^-1 t`` by Cholesky, tall
 ones the normal equations by Cholesky, and only a failed factorisation falls back to ``gelsd``.
 The callers check the residual of every solve themselves.
 """

@@ -1,6 +1,6 @@
 """``morphnas describe SPEC [--classes N] [--json] [--draw FILE] [--edges]``: what a network is.
 
-The JSON form is for scripts: name, params (paper convention, DESIGN §5), params_mb, flops (MACs
+The JSON form is for scripts: name, params (paper convention, docs/design.md, "Paper facts"), params_mb, flops (MACs
 of conv and FC layers), input/output shape, numbers of edges and blobs, layers by kind, blocks.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """An Optuna-sampler policy (TPE by default): the sampler picks the morph actions.
 
-Trial parameters have fixed domains (DESIGN §6: a categorical whose choices change between trials
+Trial parameters have fixed domains (docs/design.md, "Numerics": a categorical whose choices change between trials
 is refused): ``parent_rank`` (the parent is the member at that rank by validation accuracy, capped
 at the population size) plus, per action, the mutator's fixed-domain parameters (op from the
 enabled list, relative position...). The mutator maps them to concrete actions for the parent; a
