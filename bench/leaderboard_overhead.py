@@ -21,6 +21,7 @@ from morphnas.morphism.perturb import perturb
 from morphnas.morphism.serialize import save_network
 from morphnas.search.export import export_network
 from morphnas.search.leaderboard import Leaderboard
+from morphnas.search.publish import Publisher
 from morphnas.search.records import TrialResult
 from morphnas.search.rundir import RunDir
 from morphnas.spaces.builders import cifar_resnet
@@ -32,14 +33,15 @@ def record_times(root: Path, n: int, publish: bool) -> list[float]:
     run = RunDir.at(root / ("pub" if publish else "plain")).make()
     net = perturb(cifar_resnet(depth=8, width=8, in_channels=1, input_size=8, num_classes=10), seed=0)
     path = save_network(net, run.member("shared"))
-    lb = Leaderboard.for_run(run, ["maximize"], ["val_acc"], search_space=SPACE, publish=publish)
+    lb = Leaderboard.for_run(run, ["maximize"], ["val_acc"], search_space=SPACE)
+    record = Publisher(lb).record if publish else lb.record
     times = []
     for i in range(n):
         r = TrialResult(f"m{i}", None if i == 0 else f"m{(i - 1) // 3}", 0, "COMPLETE", values=(i / n,),
                         val_acc_history=(0.1, i / n), search_params={"op": "split", "stage": i % 3},
                         actions=({"op": "split", "site": "layer1.0.conv1"},), member_path=str(path))
         t = time.perf_counter()
-        lb.record(r)
+        record(r)
         times.append(time.perf_counter() - t)
     return times
 

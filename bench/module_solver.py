@@ -26,7 +26,7 @@ def run_case(label, module, width, widen, budget, seed):
     g = torch.randn(width, width, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(10_000 + seed))
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        sol = solve_module(module, g, widen=widen, time_budget=budget, seed=seed)
+        sol = solve_module(module, g, widen=widen, iterations=budget, seed=seed)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         widths = "/".join(str(sol.widths[b]) for b in module.blobs)
         method = sol.method.replace("reduction + ", "")
@@ -69,7 +69,7 @@ def network_rows():
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", default="16,32,64")
-    ap.add_argument("--budget", type=float, default=10.0, help="time budget of fixed-width runs (s)")
+    ap.add_argument("--budget", type=int, default=300, help="iteration budget of fixed-width runs")
     ap.add_argument("--random", type=int, default=8, help="random irreducible modules (at width 16)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-networks", dest="networks", action="store_false", help="skip the resnet20 table")
@@ -101,11 +101,11 @@ def main(argv=None) -> int:
         f"Command: `.venv/bin/python bench/module_solver.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"Machine: {platform.machine()}, torch {torch.__version__}, 1 thread, load average {load:.1f} at the end "
         "(other jobs shared the 2 cores: wall times are inflated by the load; CPU time is this process's "
-        "own, the better estimate of an idle core; fixed-width runs stop at the budget by wall clock).",
+        "own, the better estimate of an idle core; fixed-width runs stop at the iteration budget).",
         "",
         "Target conv: random `(C, C, 3, 3)` float64 filter. `residual` = ||G - M(F)|| / ||G|| of the module's "
         "composed filter (float64 solve; 'f32 filters' after rounding the filters to float32). Widening: internal "
-        f"blobs widened to the capacity the cut needs; fixed: blobs at C, iterative fallback with a {args.budget:g}s "
+        f"blobs widened to the capacity the cut needs; fixed: blobs at C, iterative fallback with a {args.budget}-iteration "
         "budget, then the refusal (which names the widths that make it exact).",
         "",
         "| " + " | ".join(head) + " |",

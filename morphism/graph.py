@@ -18,8 +18,9 @@ from typing import Iterator
 import networkx as nx
 import torch
 
-from .errors import MorphnasError, SpecError
+from .errors import MorphnasError, SpecError, did_you_mean
 from .layers import LayerSpec, Shape
+from .shapes import infer_shapes
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")  # torch module paths may start with a digit (Sequential)
 
@@ -107,9 +108,7 @@ class Network:
         try:
             src, dst = self._ends[name]
         except KeyError:
-            import difflib
-            close = difflib.get_close_matches(name, self._ends, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = did_you_mean(name, self._ends, n=3, known=None)
             raise MorphnasError(f"no edge named {name!r} in the network{hint}") from None
         return Edge(name, src, dst, self.graph.edges[src, dst, name]["layer"])
 
@@ -146,7 +145,6 @@ class Network:
         return sorted((self.edge(k) for k in self.graph[src][dst]), key=lambda e: e.name)
 
     def shapes(self) -> dict[str, Shape]:
-        from .shapes import infer_shapes
         return infer_shapes(self)
 
     @property

@@ -1,46 +1,44 @@
 """Layer kinds: typed, frozen specs for the edges of the network DAG.
 
 A spec describes a layer's hyper-parameters only; its tensors live in ``Network.params[edge]``.
-Each kind knows its output shape, its parameter shapes, its default initialisation and the
-``nn.Module`` that computes it. Kind names appear only in JSON (``spec_to_json`` /
-``spec_from_json``), where unknown kinds get close-match suggestions.
+Each kind knows its output shape, its parameter shapes, its default initialisation and its traits
+(``channelwise``, ``keeps_channels``); the ``nn.Module`` computing it lives in :mod:`.runtime`
+(torch only, shipped with exports) and the JSON form in :mod:`.layer_json`. A subclass with a
+``kind`` registers itself (:meth:`LayerSpec.__init_subclass__`), so adding a layer kind is one class
+here plus one builder in :mod:`.runtime`.
 
 Shapes are tuples without the batch dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for flat.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .errors import SpecError
+from .errors import SpecError, did_you_mean
+from .runtime import ACTIVATIONS, build_layer
 
 Shape = tuple[int, ...]
 
-ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
-    "relu": F.relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "elu": F.elu,
-    "gelu": F.gelu,
-    "silu": F.silu,
-    "softplus": F.softplus,
-    "leaky_relu": F.leaky_relu,
-    "relu6": F.relu6,
-    "hardtanh": F.hardtanh,
-}
+_KINDS: dict[str, type["LayerSpec"]] = {}   # kind name -> class, filled as subclasses are defined
+
+
+def layer_kinds() -> dict[str, type["LayerSpec"]]:
+    """Every registered layer kind by name (a copy: register by subclassing :class:`LayerSpec`)."""
+    return dict(_KINDS)
 
 
 class LayerSpec:
     """Base of all layer kinds. Subclasses are frozen dataclasses with a ``kind`` name."""
 
     kind: ClassVar[str] = ""
+    # Traits the ops read instead of keeping lists of classes:
+    channelwise: ClassVar[bool] = False     # acts on each channel separately (both ends share the channel axis)
+    keeps_channels: ClassVar[bool] = False  # the output has the input's channels, same layout (C, H, W) -> (C, ., .)
     if TYPE_CHECKING:  # every concrete kind is a dataclass (declared for the checker only)
         __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
@@ -56,16 +54,27 @@ class LayerSpec:
         """Fresh tensors for a newly built layer (He init for convs, identity BN, ...)."""
         return {}
 
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        """Register a concrete kind by its ``kind`` name; a second class with the same name is an error.
+        ``class X(LayerSpec, register=False)`` opts out (a stand-in that must stay unknown, in tests)."""
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind", "")
+        if not kind or not register:
+            return   # an abstract helper base (e.g. the pooling base)
+        other = _KINDS.get(kind)
+        if other is not None:
+            raise SpecError(f"layer kind {kind!r} is defined twice ({other.__module__}.{other.__qualname__} and "
+                            f"{cls.__module__}.{cls.__qualname__}); give the new class another 'kind'")
+        _KINDS[kind] = cls
+
     def module(self) -> nn.Module:
-        """A module computing this layer; its ``state_dict`` keys are ``param_shapes()``'s keys."""
-        raise NotImplementedError
+        """A module computing this layer (:func:`.runtime.build_layer`); its ``state_dict`` keys are
+        ``param_shapes()``'s keys."""
+        return build_layer({"kind": self.kind, **dataclasses.asdict(self)})
 
     def is_linear(self) -> bool:
         """True when the layer is a linear map of its input (used by the morph solver)."""
         return False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}
 
 
 def _need_chw(kind: str, shape: Shape) -> None:
@@ -127,10 +136,6 @@ class Conv2d(LayerSpec):
             p["bias"] = torch.zeros(self.out_channels, dtype=dtype)
         return p
 
-    def module(self) -> nn.Module:
-        return nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                         self.padding, self.dilation, self.groups, self.bias)
-
     def is_linear(self) -> bool:
         return True
 
@@ -141,6 +146,8 @@ class BatchNorm2d(LayerSpec):
     eps: float = 1e-5
     momentum: float = 0.1
     kind: ClassVar[str] = "batchnorm2d"
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
     def out_shape(self, shape):
         _need_chw(self.kind, shape)
@@ -157,35 +164,13 @@ class BatchNorm2d(LayerSpec):
                 "running_mean": torch.zeros(c, dtype=dtype), "running_var": torch.ones(c, dtype=dtype),
                 "num_batches_tracked": torch.tensor(0, dtype=torch.long)}
 
-    def module(self):
-        return nn.BatchNorm2d(self.num_features, self.eps, self.momentum)
-
     def is_linear(self) -> bool:  # affine in eval mode
         return True
 
 
-class ParametricActivation(nn.Module):
-    """``(1 - a) * phi(x) + a * x``: ``a = 1`` is the identity, ``a = 0`` is ``phi``."""
-
-    def __init__(self, fn: str, channels: int, per_channel: bool):
-        super().__init__()
-        self.fn = fn
-        self.per_channel = per_channel
-        self.a = nn.Parameter(torch.ones(channels if per_channel else 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.a.view(1, -1, *([1] * (x.dim() - 2))) if (self.per_channel and x.dim() > 2) else self.a
-        return x + (1.0 - a) * (ACTIVATIONS[self.fn](x) - x)
-
-    def extra_repr(self) -> str:
-        return f"fn={self.fn}, per_channel={self.per_channel}"
-
-
 def _check_fn(fn: str) -> None:
     if fn not in ACTIVATIONS:
-        close = difflib.get_close_matches(fn, ACTIVATIONS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(ACTIVATIONS)}"
-        raise SpecError(f"unknown activation function {fn!r}{hint}")
+        raise SpecError(f"unknown activation function {fn!r}{did_you_mean(fn, ACTIVATIONS)}")
 
 
 @dataclass(frozen=True)
@@ -194,24 +179,11 @@ class Activation(LayerSpec):
 
     fn: str = "relu"
     kind: ClassVar[str] = "activation"
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
     def __post_init__(self):
         _check_fn(self.fn)
-
-    def module(self):
-        return _Elementwise(self.fn)
-
-
-class _Elementwise(nn.Module):
-    def __init__(self, fn: str):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return ACTIVATIONS[self.fn](x)
-
-    def extra_repr(self):
-        return self.fn
 
 
 @dataclass(frozen=True)
@@ -222,6 +194,8 @@ class PAct(LayerSpec):
     fn: str = "relu"
     per_channel: bool = True
     kind: ClassVar[str] = "pact"
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
     def __post_init__(self):
         _check_fn(self.fn)
@@ -237,15 +211,14 @@ class PAct(LayerSpec):
     def init_params(self, gen, dtype=torch.float32):
         return {"a": torch.ones(self.param_shapes()["a"], dtype=dtype)}
 
-    def module(self):
-        return ParametricActivation(self.fn, self.channels, self.per_channel)
-
 
 @dataclass(frozen=True)
 class PReLU(LayerSpec):
     num_parameters: int = 1
     init: float = 0.25
     kind: ClassVar[str] = "prelu"
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
     def out_shape(self, shape):
         if self.num_parameters != 1:
@@ -258,9 +231,6 @@ class PReLU(LayerSpec):
     def init_params(self, gen, dtype=torch.float32):
         return {"weight": torch.full((self.num_parameters,), self.init, dtype=dtype)}
 
-    def module(self):
-        return nn.PReLU(self.num_parameters, self.init)
-
 
 @dataclass(frozen=True)
 class Identity(LayerSpec):
@@ -268,24 +238,11 @@ class Identity(LayerSpec):
 
     scale: float = 1.0
     kind: ClassVar[str] = "identity"
-
-    def module(self):
-        return _Scale(self.scale)
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
     def is_linear(self):
         return True
-
-
-class _Scale(nn.Module):
-    def __init__(self, scale: float):
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x):
-        return x * self.scale
-
-    def extra_repr(self):
-        return f"scale={self.scale}"
 
 
 @dataclass(frozen=True)
@@ -306,18 +263,16 @@ class _Pool2d(LayerSpec):
 @dataclass(frozen=True)
 class MaxPool2d(_Pool2d):
     kind: ClassVar[str] = "maxpool2d"
-
-    def module(self):
-        return nn.MaxPool2d(self.kernel_size, self.stride, self.padding)
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
 class AvgPool2d(_Pool2d):
     count_include_pad: bool = True
     kind: ClassVar[str] = "avgpool2d"
-
-    def module(self):
-        return nn.AvgPool2d(self.kernel_size, self.stride, self.padding, count_include_pad=self.count_include_pad)
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
     def is_linear(self):
         return True
@@ -328,13 +283,12 @@ class GlobalAvgPool(LayerSpec):
     """Average over H and W, keeping ``(C, 1, 1)`` like ``AdaptiveAvgPool2d(1)``."""
 
     kind: ClassVar[str] = "global_avg_pool"
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
     def out_shape(self, shape):
         _need_chw(self.kind, shape)
         return (shape[0], 1, 1)
-
-    def module(self):
-        return nn.AdaptiveAvgPool2d(1)
 
     def is_linear(self):
         return True
@@ -343,12 +297,10 @@ class GlobalAvgPool(LayerSpec):
 @dataclass(frozen=True)
 class Flatten(LayerSpec):
     kind: ClassVar[str] = "flatten"
+    channelwise: ClassVar[bool] = True      # feature c*H*W + r is channel c at pixel r
 
     def out_shape(self, shape):
         return (math.prod(shape),)
-
-    def module(self):
-        return nn.Flatten(1)
 
     def is_linear(self):
         return True
@@ -382,9 +334,6 @@ class Linear(LayerSpec):
             p["bias"] = torch.zeros(self.out_features, dtype=dtype)
         return p
 
-    def module(self):
-        return nn.Linear(self.in_features, self.out_features, self.bias)
-
     def is_linear(self):
         return True
 
@@ -393,13 +342,12 @@ class Linear(LayerSpec):
 class Dropout(LayerSpec):
     p: float = 0.5
     kind: ClassVar[str] = "dropout"
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
     def __post_init__(self):
         if not 0.0 <= self.p < 1.0:
             raise SpecError(f"dropout p must satisfy 0 <= p < 1, got p={self.p}")
-
-    def module(self):
-        return nn.Dropout(self.p)
 
 
 @dataclass(frozen=True)
@@ -408,28 +356,15 @@ class Pad(LayerSpec):
 
     amount: int
     kind: ClassVar[str] = "pad"
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
     def out_shape(self, shape):
         _need_chw(self.kind, shape)
         return (shape[0], shape[1] + 2 * self.amount, shape[2] + 2 * self.amount)
 
-    def module(self):
-        return _Pad(self.amount)
-
     def is_linear(self):
         return True
-
-
-class _Pad(nn.Module):
-    def __init__(self, amount: int):
-        super().__init__()
-        self.amount = amount
-
-    def forward(self, x):
-        return F.pad(x, (self.amount,) * 4)
-
-    def extra_repr(self):
-        return str(self.amount)
 
 
 @dataclass(frozen=True)
@@ -438,6 +373,8 @@ class Crop(LayerSpec):
 
     amount: int
     kind: ClassVar[str] = "crop"
+    channelwise: ClassVar[bool] = True
+    keeps_channels: ClassVar[bool] = True
 
     def out_shape(self, shape):
         _need_chw(self.kind, shape)
@@ -446,52 +383,5 @@ class Crop(LayerSpec):
             raise SpecError(f"crop by {self.amount} does not fit a {shape[1]}x{shape[2]} input")
         return (shape[0], h, w)
 
-    def module(self):
-        return _Crop(self.amount)
-
     def is_linear(self):
         return True
-
-
-class _Crop(nn.Module):
-    def __init__(self, amount: int):
-        super().__init__()
-        self.amount = amount
-
-    def forward(self, x):
-        a = self.amount
-        return x[:, :, a:x.shape[2] - a, a:x.shape[3] - a] if a else x
-
-    def extra_repr(self):
-        return str(self.amount)
-
-
-KINDS: dict[str, type[LayerSpec]] = {
-    cls.kind: cls
-    for cls in (Conv2d, BatchNorm2d, Activation, PAct, PReLU, Identity, MaxPool2d, AvgPool2d,
-                GlobalAvgPool, Flatten, Linear, Dropout, Pad, Crop)
-}
-
-
-def spec_to_json(spec: LayerSpec) -> dict[str, Any]:
-    return spec.to_json()
-
-
-def spec_from_json(data: Any, where: str = "layer") -> LayerSpec:
-    """Build a spec from its JSON form, with errors that name ``where``, the field and the fix."""
-    if not isinstance(data, dict) or "kind" not in data:
-        raise SpecError(f"{where}: expected an object with a 'kind' field, got {data!r}")
-    kind = data["kind"]
-    cls = KINDS.get(kind)
-    if cls is None:
-        close = difflib.get_close_matches(str(kind), KINDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known kinds: {', '.join(sorted(KINDS))}"
-        raise SpecError(f"{where}: unknown layer kind {kind!r}{hint}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    extra = set(data) - fields - {"kind"}
-    if extra:
-        raise SpecError(f"{where}: {kind} has no field(s) {sorted(extra)}; its fields are {sorted(fields)}")
-    try:
-        return cls(**{k: v for k, v in data.items() if k != "kind"})
-    except TypeError as e:
-        raise SpecError(f"{where}: bad fields for {kind}: {e}") from None

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, cast
 import networkx as nx
 
 from .errors import LintError
-from .layers import KINDS, LayerSpec
+from .layers import LayerSpec, layer_kinds
 from .shapes import infer_shapes
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def lint_problems(net: "Network") -> list[str]:
     names = sorted(net.edge_names())
     for i, n in enumerate(names):
         e = net.edge(n)
-        if not isinstance(e.layer, LayerSpec) or KINDS.get(e.layer.kind) is not type(e.layer):
+        if not isinstance(e.layer, LayerSpec) or layer_kinds().get(e.layer.kind) is not type(e.layer):
             problems.append(f"edge {n!r} has an unknown layer kind {type(e.layer).__name__}")
             continue
         if i + 1 < len(names) and names[i + 1].startswith(n + "."):

@@ -28,7 +28,7 @@ import torch
 
 from .errors import LoadError, MorphnasError, SpecError
 from .graph import Network
-from .layers import spec_from_json, spec_to_json
+from .layer_json import spec_from_json, spec_to_json
 
 FORMAT = "morphnas-network"
 VERSION = 1

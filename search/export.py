@@ -6,6 +6,8 @@ An export directory holds
   with their incoming layers, each layer's kind and fields) plus the member's facts;
 * ``weights.pt``     — a plain state dict keyed ``<layer name>.<tensor>`` (``weights_only`` safe);
 * ``load_model.py``  — :mod:`.standalone_loader`, copied: builds the ``nn.Module`` from the two files;
+* ``morphnas_runtime.py`` — :mod:`morphnas.morphism.runtime`, copied: the torch-only layer modules
+  the loader builds (the same code morphnas computes with);
 * ``check_input.pt`` / ``check_output.pt`` — a seeded input batch and the member's output on it,
   computed by morphnas' own compiled network, so ``python load_model.py DIR --check`` proves the
   export reproduces the member anywhere;
@@ -26,17 +28,18 @@ from typing import Any
 
 import torch
 
+from morphnas.morphism import runtime
 from morphnas.morphism.compile import compile_network
 from morphnas.morphism.errors import MorphnasError, PreservationError
 from morphnas.morphism.graph import Network
-from morphnas.morphism.layers import spec_to_json
+from morphnas.morphism.layer_json import spec_to_json
 
 from .leaderboard import Leaderboard, LeaderboardError
 from .rundir import RunDir
 
-FORMAT = "morphnas-export"
-VERSION = 1
+FORMAT, VERSION = runtime.EXPORT_FORMAT, runtime.EXPORT_VERSION
 LOADER = Path(__file__).with_name("standalone_loader.py")
+RUNTIME = Path(runtime.__file__)
 
 
 class ExportError(MorphnasError):
@@ -95,6 +98,7 @@ def export_network(net: Network, out_dir: str | Path, *, info: dict[str, Any] | 
     (out / "model.json").write_text(json.dumps(spec, indent=1, default=str))
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, out / "weights.pt")
     shutil.copyfile(LOADER, out / "load_model.py")
+    shutil.copyfile(RUNTIME, out / "morphnas_runtime.py")   # the loader's layer modules (torch only)
 
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((batch, *net.input_shape), generator=gen, dtype=torch.float64).to(net.dtype)
@@ -110,7 +114,7 @@ def export_network(net: Network, out_dir: str | Path, *, info: dict[str, Any] | 
     if not rel <= tol:
         raise PreservationError(f"the exported model differs from the member: rel_err={rel:.3e} > tol={tol:g} "
                                 f"(files left in {out})")
-    files = ["model.json", "weights.pt", "load_model.py", "check_input.pt", "check_output.pt"]
+    files = ["model.json", "weights.pt", "load_model.py", "morphnas_runtime.py", "check_input.pt", "check_output.pt"]
     checks: dict[str, float] = {}
     for name, wanted in (("model.torchscript.pt", torchscript), ("model.pt2", torch_export)):
         if not wanted and (out / name).is_file():

@@ -1,21 +1,21 @@
-"""The search driver: the only writer of a run's state, population, strategy and leaderboard.
+"""The search driver: the run's state machine, the only writer of its state, population, strategy
+and leaderboard.
 
 ``Driver(cfg, run).run(resume=False)`` does the whole run::
 
     seed stage (member m0, a Ray Tune trial)  ->  search trials until the budget  ->  final stage
 
-Ray Tune executes the trials; the driver is called back through :mod:`.runner`'s thin adapters
-(``suggest`` when a slot is free, ``on_trial_complete`` when a trial ends). Every change is written
-to ``run_state.json`` first (see :mod:`.runstate` for why this makes ``resume`` exact), then to the
-Optuna study. Ctrl-C / SIGTERM stop the running trials; their members stay *pending* and are
-re-run once by ``morphnas resume``.
+Tune itself is run by :class:`~.session.TuneSession`; it calls the driver back through
+:mod:`.runner`'s thin adapters (``suggest`` when a slot is free, ``on_trial_complete`` when a trial
+ends). Each trial gets one :class:`~.jobs.Job`. Every change is written to ``run_state.json`` first
+(see :mod:`.runstate` for why this makes ``resume`` exact), then to the Optuna study. Ctrl-C /
+SIGTERM stop the running trials; their members stay *pending* and are re-run once by
+``morphnas resume``.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,13 +23,16 @@ from typing import Any, Callable
 from morphnas.morphism.errors import MorphnasError
 
 from .config import Config, save_config
-from .population import Member, Population, member_id
-from .progress import Progress, Snapshot
+from .jobs import HOLD, WAKE_FILE, Job, SeedSource, bump_wake, read_wake
+from .population import Population, Member, member_id
+from .progress import Progress, snapshot
 from .records import Proposal, TrialResult
 from .rundir import RunDir
 from .runstate import RunLock, RunState, RunStateError
 
 FINISHED = "FINISHED"
+HOLD_MAX_WAIT = 20.0    # seconds a hold waits at most (a node without the run's file system never wakes)
+MAX_HOLDS = 1_000_000   # Tune counts holds as samples: room for them (the driver says when it is FINISHED)
 
 
 class Driver:
@@ -46,9 +49,15 @@ class Driver:
         self.interrupted = False
         self.fatal: str | None = None
         self.progress = Progress()
+        self._gpus = 0.0                          # GPUs per trial of this session (set by the session)
         self._session_start = time.time()
         self._elapsed_base: float | None = None
         self._epochs: dict[str, int] = {}
+        self._space_set = False
+        self._concurrent = 1                      # trials at a time (set by the session)
+        self.holds: dict[str, int] = {}           # Tune trial id -> hold number (this session; not members)
+        self._wake = self.run_dir.root / WAKE_FILE
+        self._wake_value = 0
 
     # ------------------------------------------------------------------------- set-up
     @property
@@ -68,7 +77,7 @@ class Driver:
                                     f"or pick another name (--set name=...)")
             self.run_dir.make()
             save_config(self.cfg, self.run_dir.config_path)
-            self.state.queue.append(self._seed_job())
+            self.state.queue.append(self._seed_job().to_json())
             self.state.next_index = 1
             self._save()
         self.state.sessions += 1
@@ -99,6 +108,7 @@ class Driver:
 
         from .leaderboard import Leaderboard
         from .mutator import SpaceMutator
+        from .publish import Publisher
         from .strategies import build_strategy
 
         self.space = ActionSpace.from_dict(self.cfg.actions)
@@ -108,19 +118,20 @@ class Driver:
         if self.state.strategy is not None:
             self.strategy.load_state_dict(self.state.strategy)
         self.lb = Leaderboard.for_run(self.run_dir, self.strategy.directions, self.strategy.objectives)
+        self.publisher = Publisher(self.lb)
         self._set_search_space()
 
     def _set_search_space(self) -> None:
-        """Once the seed exists, give the leaderboard the fixed domains of the search params."""
-        if "m0" not in self.population or getattr(self, "_space_set", False):
+        """Once the seed exists, give the leaderboard the fixed domains of the search params: the
+        mutator's (action parameters) and the strategy's own (e.g. TPE's parent rank)."""
+        if "m0" not in self.population or self._space_set:
             return
-        from .leaderboard import to_distribution
+        from .domains import to_distribution
         try:
             domains = self.mutator.search_domains()
         except MorphnasError:
             return
-        if self.cfg.strategy.get("name") == "tpe":
-            domains["parent_rank"] = {"low": 0, "high": max(0, int(getattr(self.strategy.p, "top_k", 1)) - 1)}
+        domains.update(self.strategy.extra_domains())
         self.lb.search_space.update({k: to_distribution(k, v) for k, v in domains.items()})
         self._space_set = True
 
@@ -131,64 +142,62 @@ class Driver:
             r = TrialResult.from_json(d)
             if r.member_id not in recorded:
                 self._record(r)
-        for mid, job in sorted(self.state.pending.items(), key=lambda kv: kv[1]["born"]):
+        for mid, raw in sorted(self.state.pending.items(), key=lambda kv: kv[1]["born"]):
             del self.state.pending[mid]
-            if job.get("attempt", 1) >= 2:
+            job = Job.from_json(raw)
+            if job.attempt >= 2:
                 r = self._fail_result(job, "interrupted twice (driver stopped while it ran, and again on its re-run); "
                                            "not run a third time")
                 self._finish(job, r)
                 continue
-            job = dict(job, attempt=job.get("attempt", 1) + 1,
-                       extra={**job.get("extra", {}), "rerun": True,
-                              "rerun_reason": "its first attempt was running when the driver stopped"})
-            self.state.queue.append(job)
+            job = job.replace(attempt=job.attempt + 1,
+                              extra={**job.extra, "rerun": True,
+                                     "rerun_reason": "its first attempt was running when the driver stopped"})
+            self.state.queue.append(job.to_json())
             self.echo(f"resume: member {mid} was running when the run stopped; it is re-run once")
         self._save()
 
     # ------------------------------------------------------------------------- jobs
-    def _common(self) -> dict[str, Any]:
+    def _environment(self) -> dict[str, Any]:
+        """The session's part of every job (refreshed at launch: resources may change between sessions)."""
         c = self.cfg
-        gpus = self._gpus
         # Absolute paths: Ray runs each trial in its own working directory (and maybe on another node
         # of a cluster sharing the file system).
-        data = {**dataclasses.asdict(c.data), "root": str(Path(c.data.root).expanduser().resolve())}
-        return {"run_dir": str(self.root), "data": data, "data_seed": c.random_seed,
+        return {"run_dir": str(self.root), "data": self._data_fields(), "data_seed": c.random_seed,
                 "tolerance": c.verify.tolerance, "verify_dtype": c.verify.dtype,
-                "threads": c.resources.cpus_per_trial, "gpus": gpus, "amp": c.resources.amp}
+                "threads": c.resources.cpus_per_trial, "gpus": self._gpus, "amp": c.resources.amp}
 
-    def _seed_job(self) -> dict[str, Any]:
+    def _data_fields(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self.cfg.data), "root": str(Path(self.cfg.data.root).expanduser().resolve())}
+
+    def _seed_job(self) -> Job:
         s = self.cfg.seed
-        return {"kind": "seed", "member_id": member_id(0), "parent_id": None, "depth": 0, "born": 0, "attempt": 1,
-                "member_path": f"members/{member_id(0)}", "net_seed": self.cfg.random_seed,
-                "seed": {"network": _abs_if_path(s.network),
-                         "checkpoint": str(Path(s.checkpoint).expanduser().resolve()) if s.checkpoint else None},
-                "train": {"epochs": s.epochs, "lr": s.lr, "momentum": s.momentum, "weight_decay": s.weight_decay,
-                          "schedule": "cosine", "batch_size": s.batch_size or self.cfg.data.batch_size},
-                "train_seed": self.cfg.random_seed}
+        return Job(kind="seed", member_id=member_id(0), parent_id=None, depth=0, born=0, attempt=1,
+                   member_path=f"members/{member_id(0)}", net_seed=self.cfg.random_seed,
+                   seed=SeedSource(network=_abs_if_path(s.network),
+                                   checkpoint=str(Path(s.checkpoint).expanduser().resolve()) if s.checkpoint else None),
+                   train=_train_fields(s, s.lr, s.batch_size or self.cfg.data.batch_size),
+                   train_seed=self.cfg.random_seed)
 
-    def _child_job(self, prop: Proposal) -> dict[str, Any]:
+    def _child_job(self, prop: Proposal) -> Job:
         f = self.cfg.finetune
         idx = self.state.next_index
         parent = self.population.get(prop.parent_id)
         mid = member_id(idx)
-        return {"kind": "child", "member_id": mid, "parent_id": parent.id, "depth": parent.depth + 1,
-                "born": idx, "attempt": 1, "member_path": f"members/{mid}", "parent_path": str(self.root / parent.path),
-                "proposal": prop.to_json(),
-                "train": {"epochs": f.epochs, "lr": self.cfg.finetune_lr, "momentum": f.momentum,
-                          "weight_decay": f.weight_decay, "schedule": f.schedule,
-                          "batch_size": f.batch_size or self.cfg.data.batch_size},
-                "train_seed": self.cfg.random_seed * 100_003 + idx}
+        return Job(kind="child", member_id=mid, parent_id=parent.id, depth=parent.depth + 1, born=idx, attempt=1,
+                   member_path=f"members/{mid}", parent_path=str(self.root / parent.path), proposal=prop,
+                   train=_train_fields(f, self.cfg.finetune_lr, f.batch_size or self.cfg.data.batch_size),
+                   train_seed=self.cfg.random_seed * 100_003 + idx)
 
-    def _fail_result(self, job: dict[str, Any], reason: str) -> TrialResult:
-        prop = job.get("proposal", {})
-        extra = {"proposal_id": prop.get("proposal_id", ""), "attempt": job.get("attempt", 1), **job.get("extra", {})}
-        return TrialResult(member_id=job["member_id"], parent_id=job.get("parent_id"), depth=job.get("depth", 0),
-                           state="FAIL", search_params=dict(prop.get("search_params", {})),
-                           actions=tuple(prop.get("actions", ())),
-                           member_path=job["member_path"], fail_reason=reason, extra=extra)
+    def _fail_result(self, job: Job, reason: str) -> TrialResult:
+        extra = {"proposal_id": job.proposal_id, "attempt": job.attempt, **job.extra}
+        return TrialResult(member_id=job.member_id, parent_id=job.parent_id, depth=job.depth,
+                           state="FAIL", search_params=job.search_params, actions=job.action_dicts(),
+                           member_path=job.member_path, fail_reason=reason, extra=extra)
 
     # ------------------------------------------------------------------------- Tune callbacks
     def _elapsed(self) -> float:
+        assert self._elapsed_base is not None
         return self._elapsed_base + (time.time() - self._session_start)
 
     def _save(self) -> None:
@@ -209,30 +218,45 @@ class Driver:
         if self.interrupted or self.fatal:
             return FINISHED
         if self.state.queue:
-            return self._launch(trial_id, self.state.queue.pop(0))
+            return self._launch(trial_id, Job.from_json(self.state.queue.pop(0)))
         if "m0" not in self.population:
-            return None if self.state.pending else FINISHED   # wait for the seed
+            return self._hold(trial_id) if self.state.pending else FINISHED   # wait for the seed
         if not self._budget_left():
             return FINISHED
         prop = self.strategy.propose(self.population)
         if prop is None:
             if not self.state.pending:
-                self.echo(f"the strategy has nothing more to propose (no valid morph of its parents); stopping")
+                self.echo("the strategy has nothing more to propose (no valid morph of its parents); stopping")
                 return FINISHED
-            return None
+            return self._hold(trial_id)
         job = self._child_job(prop)
         self.state.next_index += 1
         self.state.started += 1
         return self._launch(trial_id, job)
 
-    def _launch(self, trial_id: str, job: dict[str, Any]) -> dict[str, Any]:
-        job = {**job, **self._common()}
-        self.state.pending[job["member_id"]] = job
+    def _launch(self, trial_id: str, job: Job) -> dict[str, Any]:
+        job = job.replace(**self._environment())
+        self.state.pending[job.member_id] = job.to_json()
         self.state.strategy = self.strategy.state_dict()
         self._save()                       # write-ahead: before the trial exists
-        self.trials[trial_id] = job["member_id"]
+        self.trials[trial_id] = job.member_id
         self._show()
-        return {"job": job}
+        return {"job": job.to_json()}
+
+    def _hold(self, trial_id: str) -> dict[str, Any]:
+        """Tune has a free slot but the strategy waits (the seed trains; a generation is not complete):
+        keep the slot's worker process alive with a hold (see :func:`.runner.hold`) rather than
+        answering ``None``, which makes Tune run every trial in one process, one after another.
+        A hold is no member: it is in neither the run state nor the study, and takes no randomness."""
+        self.holds[trial_id] = len(self.holds)
+        c = self.cfg
+        return {HOLD: {"wake": str(self._wake), "seen": self._wake_value, "max_wait": HOLD_MAX_WAIT,
+                       "threads": c.resources.cpus_per_trial, "data": self._data_fields(),
+                       "data_seed": c.random_seed}}
+
+    def _bump(self) -> None:
+        """Wake the holds: a member finished, the run was interrupted or Tune is done."""
+        self._wake_value = bump_wake(self._wake)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         mid = self.trials.get(trial_id)
@@ -241,13 +265,15 @@ class Driver:
             self._show()
 
     def on_trial_complete(self, trial_id: str, result: dict | None, error: bool) -> None:
+        if self.holds.pop(trial_id, None) is not None:
+            return          # a hold ended: its slot is free, nothing to record
         mid = self.trials.get(trial_id)
         if mid is None or mid not in self.state.pending or self.interrupted:
             return          # interrupted trials stay pending: resume re-runs them
         if error:
             self.errored.setdefault(mid, "the trial's worker raised or died")
             return          # finished by on_trial_error (which has the reason) or after fit
-        job = self.state.pending[mid]
+        job = self._pending(mid)
         raw = (result or {}).get("trial_result")
         if raw is None:
             r = self._fail_result(job, "the trial ended without reporting a result")
@@ -256,22 +282,36 @@ class Driver:
             if not (result or {}).get("final", False):       # stopped by the scheduler (ASHA)
                 r = dataclasses.replace(r, extra={**r.extra, "early_stopped": True})
         self._finish(job, r)
+        self._bump()
 
     def on_trial_error(self, trial_id: str, message: str) -> None:
         mid = self.trials.get(trial_id)
         if mid is None or mid not in self.state.pending or self.interrupted:
             return
         self.errored.pop(mid, None)
-        self._finish(self.state.pending[mid], self._fail_result(self.state.pending[mid],
-                                                                f"worker error: {message}"))
+        job = self._pending(mid)
+        self._finish(job, self._fail_result(job, f"worker error: {message}"))
+        self._bump()
+
+    def interrupt(self, signal_name: str) -> None:
+        """Ctrl-C / SIGTERM: stop the running trials (they stay pending); a second one stops at once."""
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        self._bump()
+        self.echo(f"[search] {signal_name}: stopping the running trials "
+                  f"(Ctrl-C again to stop at once); the run can be resumed")
+
+    def _pending(self, mid: str) -> Job:
+        return Job.from_json(self.state.pending[mid])
 
     # ------------------------------------------------------------------------- results
-    def _finish(self, job: dict[str, Any], r: TrialResult) -> None:
+    def _finish(self, job: Job, r: TrialResult) -> None:
         mid = r.member_id
         self.state.pending.pop(mid, None)
         if r.state == "COMPLETE":
             r = dataclasses.replace(r, values=tuple(float(v) for v in self.strategy.objective_values(r)))
-            self.population.add(Member.from_result(r, born=job["born"]))
+            self.population.add(Member.from_result(r, born=job.born))
         elif mid == "m0":
             self.fatal = f"the seed stage failed, so there is nothing to morph: {r.fail_reason}"
         self.strategy.observe(r, self.population)
@@ -287,112 +327,56 @@ class Driver:
 
     def _record(self, r: TrialResult) -> None:
         try:
-            self.lb.record(r)
+            self.publisher.record(r)
         except Exception as e:   # a study problem must not stop the search: the state keeps the result
             self.echo(f"warning: could not record member {r.member_id} in the study "
                       f"({type(e).__name__}: {e}); 'morphnas resume' records it again")
 
-    def _snapshot(self) -> Snapshot:
-        children = [TrialResult.from_json(d) for d in self.state.results if d["member_id"] != "m0"]
-        best = self.population.best()
-        seed = self.population.get("m0").val_acc if "m0" in self.population else None
-        return Snapshot(done=len(children), failed=sum(r.state == "FAIL" for r in children),
-                        budget=self.cfg.budget.trials, running=len(self.state.pending),
-                        best_id=best.id if best else None, best_acc=best.val_acc if best else None,
-                        seed_acc=seed, elapsed=self._elapsed(), wall_time=self.cfg.budget.wall_time)
-
     def _show(self, force: bool = False) -> None:
-        self.progress.show(self._snapshot(), force)
+        elapsed = self._elapsed() if self._elapsed_base is not None else 0.0
+        self.progress.show(snapshot(self.state.results, self.population, len(self.state.pending),
+                                    self.cfg.budget.trials, elapsed, self.cfg.budget.wall_time,
+                                    self._concurrent), force)
 
     # ------------------------------------------------------------------------- the search
-    def _search(self) -> None:
-        import ray
-        from ray import tune
+    def _remaining(self) -> int:
+        """Trials this session may still start (queued re-runs, the seed, the children's budget)."""
+        remaining = len(self.state.queue) + (self.cfg.budget.trials - self.state.started
+                                             if self.cfg.budget.trials is not None else 10**6)
+        seed_known = "m0" in self.population or any(j["kind"] == "seed" for j in self.state.queue)
+        return remaining + (0 if seed_known else 1)
 
-        from . import runner
+    def _search(self) -> None:
+        from .config import DataConfig
+        from .data import load_data
+        from .session import TuneSession
 
         # Load the data once here: a failed download or a bad image folder is one clear error
         # before Ray starts, and trials never download concurrently.
-        from .config import DataConfig
-        from .data import load_data
-        data_cfg = {**dataclasses.asdict(self.cfg.data), "root": str(Path(self.cfg.data.root).expanduser().resolve())}
-        load_data(DataConfig(**data_cfg), seed=self.cfg.random_seed)
-
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"     # ours stops trials and keeps them pending
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        started_ray = False
-        if not ray.is_initialized():
-            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-            if self.cfg.ray.address:
-                ray.init(address=self.cfg.ray.address, **kw)
-            else:
-                ray.init(address="local", num_cpus=self.cfg.ray.num_cpus, **kw)
-            started_ray = True
-        try:
-            self._gpus = self._gpus_per_trial(ray.cluster_resources())
-            cpus = float(ray.cluster_resources().get("CPU", 1))
-            concurrent = self.cfg.resources.max_concurrent or max(1, int(cpus // self.cfg.resources.cpus_per_trial))
-            remaining = len(self.state.queue) + (self.cfg.budget.trials - self.state.started
-                                                 if self.cfg.budget.trials is not None else 10**6)
-            remaining += 0 if "m0" in self.population or any(j["kind"] == "seed" for j in self.state.queue) else 1
-            if remaining <= 0 and not self.state.pending:
-                return
-            # The state's queue jobs need the session's resources (threads, gpus): refreshed at launch.
-            scheduler = None
-            if self.cfg.ray.asha:
-                from ray.tune.schedulers import ASHAScheduler
-                scheduler = ASHAScheduler(time_attr="training_iteration", metric=runner.METRIC, mode="max",
-                                          max_t=max(1, self.cfg.finetune.epochs, self.cfg.seed.epochs),
-                                          grace_period=self.cfg.ray.grace_period,
-                                          reduction_factor=self.cfg.ray.reduction_factor)
-            tuner = tune.Tuner(
-                runner.trainable_with_resources(self.cfg.resources.cpus_per_trial, self._gpus),
-                tune_config=tune.TuneConfig(search_alg=runner.MorphSearcher(self), scheduler=scheduler,
-                                            num_samples=max(1, remaining), max_concurrent_trials=concurrent,
-                                            reuse_actors=True, trial_dirname_creator=runner.trial_dirname,
-                                            trial_name_creator=runner.trial_dirname),
-                run_config=tune.RunConfig(name=f"session{self.state.sessions}", storage_path=str(self.run_dir.ray),
-                                          stop=runner.InterruptStopper(self), callbacks=[runner.ErrorCallback(self)], verbose=0,
-                                          # run_trial turns every exception into a FAIL report, so only a dying
-                                          # worker or node reaches Tune as an error: a retry re-runs that job.
-                                          failure_config=tune.FailureConfig(max_failures=self.cfg.ray.max_failures)),
-            )
-            self.echo(f"[search] run {self.root.name}: strategy {self.strategy.name}, budget "
-                      f"{self.cfg.budget.trials} trial(s), {concurrent} at a time on Ray Tune")
-            old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-            for s in old:
-                signal.signal(s, self._on_signal)
+        load_data(DataConfig(**self._data_fields()), seed=self.cfg.random_seed)
+        with TuneSession(self.cfg, self.run_dir) as session:
             try:
-                tuner.fit()
+                self._gpus = session.gpus
+                self._concurrent = session.concurrent
+                remaining = self._remaining()
+                if remaining <= 0 and not self.state.pending:
+                    return
+                self.echo(f"[search] run {self.root.name}: strategy {self.strategy.name}, budget "
+                          f"{self.cfg.budget.trials} trial(s), {session.concurrent} at a time on Ray Tune")
+                self._wake_value = read_wake(self._wake)
+                session.fit(self, num_samples=remaining + MAX_HOLDS, name=f"session{self.state.sessions}")
+                self._after_fit()
             finally:
-                for s, h in old.items():
-                    signal.signal(s, h)
-            self._after_fit()
-        finally:
-            self._save()
-            if started_ray:
-                ray.shutdown()
-
-    def _gpus_per_trial(self, resources: dict) -> float:
-        g = self.cfg.resources.gpus_per_trial
-        if g is not None:
-            return float(g)
-        return 1.0 if resources.get("GPU", 0) >= 1 else 0.0
-
-    def _on_signal(self, signum, frame) -> None:
-        if self.interrupted:               # a second Ctrl-C: stop now (pending trials stay pending)
-            raise KeyboardInterrupt
-        self.interrupted = True
-        self.echo(f"[search] {signal.Signals(signum).name}: stopping the running trials "
-                  f"(Ctrl-C again to stop at once); the run can be resumed")
+                self._bump()
+                self._save()
 
     def _after_fit(self) -> None:
         if self.interrupted:
             return
         for mid in list(self.state.pending):
             why = self.errored.pop(mid, None) or "the trial ended without reporting a result"
-            self._finish(self.state.pending[mid], self._fail_result(self.state.pending[mid], why))
+            job = self._pending(mid)
+            self._finish(job, self._fail_result(job, why))
 
     # ------------------------------------------------------------------------- final stage
     def _final_stage(self) -> None:
@@ -408,10 +392,16 @@ class Driver:
         return summary(self.state.final)
 
 
+def _train_fields(section: Any, lr: float, batch_size: int) -> dict[str, Any]:
+    """The TrainSpec fields of a seed or fine-tune section. The warm-restart knobs go only with
+    ``sgdr`` (the only schedule that reads them), so other runs keep their exact job."""
+    out = {"epochs": section.epochs, "lr": lr, "momentum": section.momentum, "weight_decay": section.weight_decay,
+           "schedule": section.schedule, "batch_size": batch_size}
+    if section.schedule == "sgdr":
+        out.update(restart_epochs=section.restart_epochs, restart_mult=section.restart_mult)
+    return out
+
+
 def _abs_if_path(spec: str) -> str:
     p = Path(spec).expanduser()
     return str(p.resolve()) if p.exists() else spec
-
-
-def run_search(cfg: Config, resume: bool = False, **kw: Any) -> int:
-    return Driver(cfg, **kw).run(resume)

@@ -14,7 +14,6 @@ import numpy as np
 from morphnas.morphism.errors import MorphnasError
 from morphnas.morphism.graph import Network
 from morphnas.spaces.actions import Action, ActionSpace
-from morphnas.spaces.counting import count
 
 
 def domain_description(domain: Any) -> Any:
@@ -65,7 +64,7 @@ class SpaceMutator:
         return {k: domain_description(d) for k, d in self.space.param_domains(self.net(self.seed_id)).items()}
 
     def param_space(self) -> dict[str, Any]:
-        from .leaderboard import to_distribution
+        from .domains import to_distribution
         return {k: to_distribution(k, d) for k, d in self.search_domains().items()}
 
     def actions_from_params(self, parent_id: str, params: dict[str, Any], seed: int):
@@ -83,7 +82,3 @@ class SpaceMutator:
             self._costs[key] = {"params": float(c.params), "flops": float(c.flops)}
         return self._costs[key]
 
-
-def child_counts(net: Network) -> dict[str, float]:
-    c = count(net)
-    return {"params": c.params, "params_mb": c.params_mb, "flops": c.flops}

@@ -7,7 +7,6 @@ search runs, possibly without a display).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,6 +15,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+
+from .rows import front_rows, pareto_points  # noqa: F401 - one front for plot and leaderboard
 
 FAIL_COLOR = "#d62728"
 
@@ -124,24 +125,12 @@ def _scalar_mappable(norm, cmap):
     return sm
 
 
-def pareto_points(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points not dominated when ``x`` is minimised and ``y`` maximised, by ``x``."""
-    idx = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best_y = [], -math.inf
-    for i in idx:
-        if points[i][1] > best_y:
-            front.append(i)
-            best_y = points[i][1]
-    return front
-
-
 def pareto_front(rows: Sequence[Any], path: str | Path, x: str = "params", y: str = "val_acc") -> Path:
     """Accuracy against cost (``params`` or ``flops``) of every finished member, the front highlighted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    done = [r for r in rows if r.state == "COMPLETE" and getattr(r, x) is not None and getattr(r, y) is not None]
+    done, front = front_rows(rows, x, y)
     pts = [(float(getattr(r, x)), float(getattr(r, y))) for r in done]
-    front = pareto_points(pts)
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.add_subplot()
     if pts:
@@ -164,19 +153,10 @@ def pareto_front(rows: Sequence[Any], path: str | Path, x: str = "params", y: st
 
 
 def architecture(net, path: str | Path, base=None, title: str | None = None) -> Path:
-    """The member's architecture drawing: ``spaces.draw.draw_network`` when available (what the
-    child gained over ``base``, its parent, highlighted), else a plain list of its layers."""
+    """The member's architecture drawing (``spaces.draw.draw_network``): what the child gained over
+    ``base``, its parent, highlighted."""
+    from morphnas.spaces.draw import draw_network
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        from morphnas.spaces.draw import draw_network
-    except ImportError:
-        draw_network = None
-    if draw_network is not None:
-        draw_network(net, path, base=base, title=title)
-        return path
-    lines = [f"{e.name}: {e.layer.kind}" for e in net.edges()]
-    fig = Figure(figsize=(6, 0.5 + 0.16 * len(lines)))
-    fig.text(0.02, 0.98, "\n".join(lines), va="top", family="monospace", fontsize=7)
-    fig.savefig(path, dpi=100, pil_kwargs={"compress_level": 1})
+    draw_network(net, path, base=base, title=title)
     return path

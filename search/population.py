@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from .dominance import non_dominated
 from .records import TrialResult
 
 
@@ -78,13 +79,8 @@ class Population:
     def pareto_front(self, cost: str = "params") -> list[Member]:
         """Members no other member beats on both accuracy (higher) and ``cost`` (lower)."""
         ms = list(self)
-        front = []
-        for m in ms:
-            dominated = any((o.val_acc >= m.val_acc and getattr(o, cost) <= getattr(m, cost))
-                            and (o.val_acc > m.val_acc or getattr(o, cost) < getattr(m, cost)) for o in ms)
-            if not dominated:
-                front.append(m)
-        return front
+        points = [(m.val_acc, getattr(m, cost)) for m in ms]
+        return [ms[i] for i in non_dominated(points, (1.0, -1.0))]
 
     def to_json(self) -> list[dict[str, Any]]:
         return [m.to_json() for m in self]

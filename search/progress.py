@@ -1,14 +1,17 @@
 """The one-line progress report of a search: trials done / budget, running, best so far, time.
 
-The driver calls :meth:`Progress.line` after every event (trial started, epoch, trial finished);
-printing is throttled so a fast run does not flood the terminal, but finished trials always print.
+The driver calls :meth:`Progress.show` with :func:`snapshot` of its state after every event (trial
+started, epoch, trial finished); printing is throttled so a fast run does not flood the terminal,
+but finished trials always print.
 """
 from __future__ import annotations
 
 import sys
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, Sequence, TextIO
+
+from .population import Population
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -31,12 +34,31 @@ class Snapshot:
     seed_acc: float | None
     elapsed: float             # search seconds, all sessions
     wall_time: float | None    # the wall-time budget, seconds
+    mean_trial: float | None = None   # mean wall time of the finished children, seconds
+    concurrent: int = 1               # trials at a time
+
+
+def snapshot(results: Sequence[dict[str, Any]], population: Population, running: int, budget: int | None,
+             elapsed: float, wall_time: float | None, concurrent: int = 1) -> Snapshot:
+    """The progress of a run from its saved results (JSON) and population; the seed is not a trial."""
+    children = [r for r in results if r["member_id"] != "m0"]
+    best = population.best()
+    seed = population.get("m0").val_acc if "m0" in population else None
+    times = [float(r.get("wall_time") or 0.0) for r in children if r["state"] == "COMPLETE"]
+    return Snapshot(done=len(children), failed=sum(r["state"] == "FAIL" for r in children), budget=budget,
+                    running=running, best_id=best.id if best else None, best_acc=best.val_acc if best else None,
+                    seed_acc=seed, elapsed=elapsed, wall_time=wall_time,
+                    mean_trial=sum(times) / len(times) if times else None, concurrent=max(1, concurrent))
 
 
 def eta(s: Snapshot) -> float | None:
-    """Time left: the sooner of the trial budget at the mean pace so far and the wall-time budget."""
+    """Time left, from the children seen: mean child time x children left / trials at a time, and
+    never beyond the wall-time budget. Before any child finished there is nothing to estimate from,
+    so the wall-time budget stands in (the seed's time says little about a short fine-tune)."""
     left = []
-    if s.budget is not None and s.done > 0:
+    if s.budget is not None and s.mean_trial is not None:
+        left.append(s.mean_trial * max(0, s.budget - s.done) / s.concurrent)
+    elif s.budget is not None and s.done > 0:      # no child time known: the pace so far
         left.append(s.elapsed / s.done * max(0, s.budget - s.done))
     if s.wall_time is not None:
         left.append(max(0.0, s.wall_time - s.elapsed))

@@ -11,7 +11,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from optuna.trial import FrozenTrial
 
+from .dominance import dominates, non_dominated
+
 MEMBER_ATTR = "member_id"
+# Raw JSON kept off the trial's visible attributes (the dashboard shows user attrs first): the
+# applied morph records and the driver's notes (attempt, node, pid...). Read back by :func:`_row`.
+ACTIONS_ATTR = "morphnas:actions"
+EXTRA_ATTR = "morphnas:extra"
 
 
 def ops_summary(actions: Iterable[Mapping[str, Any]]) -> str:
@@ -57,20 +63,23 @@ class Row:
 
 
 def _row(t: FrozenTrial) -> Row:
-    u = t.user_attrs
-    actions = u.get("actions") or []
+    u, sys_attrs = t.user_attrs, t.system_attrs
+    # studies written before the raw JSON moved to system attrs kept it in the user attrs
+    actions = sys_attrs.get(ACTIONS_ATTR, u.get("actions")) or []
+    done = t.state.name == "COMPLETE"
+
+    def size(key: str) -> Any:
+        """A failed member's size is unknown ("-", JSON null), never 0."""
+        v = u.get(key)
+        return None if (not done and not v) else v
     return Row(trial=t.number, member_id=str(u.get(MEMBER_ATTR, f"trial{t.number}")), parent_id=u.get("parent_id"),
                depth=int(u.get("depth", 0)), state=t.state.name,
                values=tuple(t.values) if t.values is not None else None, ops=u.get("ops", ""),
-               val_acc=u.get("val_acc"), params=u.get("params"), params_mb=u.get("params_mb"),
-               flops=u.get("flops"), preservation_error=u.get("preservation_error"),
+               val_acc=u.get("val_acc"), params=size("params"), params_mb=size("params_mb"),
+               flops=size("flops"), preservation_error=u.get("preservation_error"),
                member_path=u.get("member_path", ""), fail_reason=u.get("fail_reason", ""),
-               ops_list=tuple(str(a.get("op", "?")) for a in actions), extra=u.get("extra") or {})
-
-
-def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -> bool:
-    better_or_equal = all(s * x >= s * y for x, y, s in zip(a, b, signs))
-    return better_or_equal and any(s * x > s * y for x, y, s in zip(a, b, signs))
+               ops_list=tuple(str(a.get("op", "?")) for a in actions),
+               extra=sys_attrs.get(EXTRA_ATTR, u.get("extra")) or {})
 
 
 def rank_rows(rows: Sequence[Row], directions: Sequence[str]) -> list[Row]:
@@ -84,6 +93,40 @@ def rank_rows(rows: Sequence[Row], directions: Sequence[str]) -> list[Row]:
     rest = sorted((r for r in rows if not (r.state == "COMPLETE" and r.values is not None)), key=lambda r: r.trial)
     out = []
     for i, r in enumerate(done):
-        pareto = len(signs) > 1 and not any(_dominates(o.values, r.values, signs) for o in done if o is not r)
+        pareto = len(signs) > 1 and not any(dominates(o.values, r.values, signs) for o in done if o is not r)
         out.append(dataclasses.replace(r, rank=i + 1, pareto=pareto))
     return out + rest
+
+
+# ----------------------------------------------------------------------------- the Pareto front
+# One definition of "the front" for the leaderboard's ``pareto`` flag and plots/pareto.png:
+# validation accuracy (maximised) against a cost (minimised), the cost being the study's second
+# objective when that is ``params`` or ``flops``, else ``params``. Single-objective runs have a
+# front too (the plot always drew one; the flag used to be false for every row).
+def cost_axis(metric_names: Sequence[str] | None) -> str:
+    """The cost the front is drawn against: the study's params/flops objective, else params."""
+    return next((n for n in list(metric_names or [])[1:] if n in ("params", "flops")), "params")
+
+
+def pareto_points(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points not dominated when ``x`` is minimised and ``y`` maximised, by ``x``
+    (of identical points only the first is kept: one marker per place on the step line)."""
+    keep = set(non_dominated(points, (-1.0, 1.0)))
+    front: list[int] = []
+    for i in sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1])):
+        if i in keep and not (front and tuple(points[front[-1]]) == tuple(points[i])):
+            front.append(i)
+    return front
+
+
+def front_rows(rows: Sequence[Any], x: str = "params", y: str = "val_acc") -> tuple[list[Any], list[int]]:
+    """The finished rows that have both axes, and the indices (into them) of the front's members."""
+    done = [r for r in rows if r.state == "COMPLETE" and getattr(r, x) is not None and getattr(r, y) is not None]
+    return done, pareto_points([(float(getattr(r, x)), float(getattr(r, y))) for r in done])
+
+
+def mark_front(rows: Sequence[Row], x: str = "params") -> list[Row]:
+    """``rows`` (same order) with ``pareto`` set exactly for the members plots/pareto.png marks."""
+    done, front = front_rows(rows, x)
+    on = {done[i].member_id for i in front}
+    return [dataclasses.replace(r, pareto=r.member_id in on) for r in rows]

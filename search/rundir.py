@@ -90,9 +90,10 @@ class RunDir:
         if not self.config_path.exists():
             return {}
         try:
-            data = yaml.safe_load(self.config_path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise RunDirError(f"cannot read {self.config_path}: {e}".splitlines()[0]) from None
+            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError, ValueError) as e:   # ValueError: a binary file (UnicodeDecodeError)
+            raise RunDirError(f"cannot read {self.config_path}: {e}".splitlines()[0]
+                              + "; restore the run's config.yaml") from None
         if data is None:
             return {}
         if not isinstance(data, dict):
@@ -174,4 +175,34 @@ def open_run(path: str | Path, runs_root: str | Path = "runs") -> RunDir:
     if not run.config_path.exists() and not run.study_db.exists():
         raise RunDirError(f"{str(path)!r} is not a morphnas run directory (it has neither {CONFIG_FILE} "
                           f"nor {STUDY_DB}); pass the folder a search wrote (e.g. runs/<name>)")
+    url = storage_url(run)
+    if url.startswith("sqlite:///"):
+        check_study_file(Path(url[len("sqlite:///"):]))
     return run
+
+
+def check_study_file(path: Path) -> None:
+    """A SQLite study file that exists must be an Optuna database: opened read-only here, because
+    Optuna itself would add its tables to a foreign database and bury a corrupt one under a long
+    SQLAlchemy traceback."""
+    import sqlite3
+    if not path.exists():
+        return              # no study yet: the readers say so themselves
+    if path.is_dir():
+        raise RunDirError(f"study {path} is a directory, not an Optuna SQLite database; restore the run's study.db")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise RunDirError(f"study {path} is not a SQLite database (corrupt or foreign file); restore the "
+                              f"run's study.db or remove the run (morphnas remove {path.parent} --force)")
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error) as e:
+        raise RunDirError(f"study {path} cannot be read ({e}); restore the run's study.db") from None
+    if tables and not {"studies", "trials"} <= tables:
+        raise RunDirError(f"study {path} is a SQLite database but not an Optuna study (tables: "
+                          f"{', '.join(sorted(tables)[:5])}); restore the run's study.db")

@@ -1,6 +1,6 @@
 """Trials on Ray Tune: the trainable (runs on a worker) and the thin Tune adapters (run in the driver).
 
-The trainable :func:`run_trial` gets one *job* (a JSON dict built by the driver, under
+The trainable :func:`run_trial` gets one :class:`~.jobs.Job` (built by the driver, as JSON under
 ``config["job"]``): for a child it loads the parent (spec + weights), applies the proposal's
 actions, verifies that the child computes the parent's function (a relative output error above
 ``tolerance`` fails the trial loudly, naming the ops), fine-tunes it at the low LR, and after every
@@ -11,15 +11,17 @@ exception (NaN loss, CUDA out of memory, an op that does not apply...) becomes a
 state FAIL and the reason; only a dying process reaches Tune as an error.
 
 :class:`MorphSearcher`, :class:`ErrorCallback` and :class:`InterruptStopper` hold no search logic:
-they forward Tune's callbacks to the driver (:mod:`.loop`), which owns all state.
+they forward Tune's callbacks to the driver (:mod:`.loop`), which owns all state. They take the
+driver as a :class:`TuneDriver` (the callbacks only), so this module never imports the driver.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping, Protocol
 
 import torch
 from ray import tune
@@ -30,6 +32,7 @@ from ray.tune.stopper import Stopper
 from morphnas.morphism.errors import MorphnasError, PreservationError
 from morphnas.morphism.graph import Network
 
+from .jobs import HOLD, Job, as_job, read_wake
 from .records import TrialResult
 
 METRIC = "val_acc"
@@ -39,23 +42,52 @@ _DATA_CACHE: dict[str, Any] = {}
 # ------------------------------------------------------------------------------------ worker side
 def run_trial(config: dict[str, Any]) -> None:
     """The Tune function trainable. Reports once per epoch; never raises for a failed trial."""
-    job = config["job"]
-    torch.set_num_threads(int(job.get("threads", 1)))
+    if HOLD in config:
+        hold(config[HOLD])
+        return
+    job = as_job(config["job"])
+    torch.set_num_threads(int(job.threads))
     start = time.time()
-    job = {**job, "extra": {**job.get("extra", {}), **_where()}}
+    job = job.replace(extra={**job.extra, **_where()})
     try:
         execute(job, lambda metrics: tune.report(metrics), start)
     except Exception as e:  # any failure of this child is a FAIL trial; the search goes on
         reason = _reason(e)
         # The proposal's actions stand in for the morph records the failed child never got.
         res = _base_result(job, state="FAIL", fail_reason=reason, wall_time=time.time() - start,
-                           actions=tuple(job.get("proposal", {}).get("actions", ())))
+                           actions=job.action_dicts())
         tune.report({METRIC: 0.0, "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())})
+
+
+def hold(spec: Mapping[str, Any]) -> None:
+    """A *hold* keeps a Tune slot (and its worker process) busy while the strategy has nothing to propose.
+
+    Without it Tune keeps only one live actor while the searcher waits; when two trials are staged
+    next, the second needs a new actor, which starts (a new Python process importing torch) slower
+    than a short trial runs, and Tune hands it the first trial's cached actor and kills the cold one:
+    every trial then runs in one process, one after another. A hold is a trial that loads the data
+    into this process' cache (useful for the next child) and then waits until the driver bumps the
+    wake counter (``run_dir/.wake``: a member finished, the run was interrupted or ended) or until
+    ``max_wait`` seconds passed (a node without the run's file system just holds briefly). It reports
+    nothing: it is no member, and schedulers (ASHA) and the study never see it.
+    """
+    start = time.monotonic()
+    torch.set_num_threads(int(spec.get("threads", 1)))
+    wake = Path(spec["wake"])
+    seen = int(spec.get("seen", 0))
+    if spec.get("data"):
+        try:
+            _data_for(spec["data"], int(spec.get("data_seed", 0)))
+        except Exception:  # the child that needs the data reports any problem with it
+            pass
+    while time.monotonic() - start < float(spec.get("max_wait", 20.0)):
+        if read_wake(wake) > seen:
+            return
+        time.sleep(0.05)
 
 
 def _where() -> dict[str, Any]:
     """Which Ray node and process ran the trial (recorded with the result; useful on clusters)."""
-    import os
     import socket
     try:
         import ray
@@ -75,36 +107,42 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}{where}"
 
 
-def _base_result(job: dict[str, Any], **kw: Any) -> TrialResult:
-    extra = {"proposal_id": job.get("proposal", {}).get("proposal_id", ""), "attempt": job.get("attempt", 1)}
-    extra.update(job.get("extra", {}))
-    search = job.get("proposal", {}).get("search_params", {})
-    return TrialResult(member_id=job["member_id"], parent_id=job.get("parent_id"), depth=job.get("depth", 0),
-                       search_params=dict(search), member_path=job["member_path"], extra=extra, **kw)
+def _base_result(job: Job, **kw: Any) -> TrialResult:
+    extra = {"proposal_id": job.proposal_id, "attempt": job.attempt}
+    extra.update(job.extra)
+    return TrialResult(member_id=job.member_id, parent_id=job.parent_id, depth=job.depth,
+                       search_params=job.search_params, member_path=job.member_path, extra=extra, **kw)
 
 
-def _data(job: dict[str, Any]):
+def _data(job: Job):
+    return _data_for(job.data, job.data_seed)
+
+
+def _data_for(fields: Mapping[str, Any], seed: int):
+    """The data of this process' current run, loaded once per worker process (holds load it early)."""
     from .config import DataConfig
     from .data import load_data
-    key = json.dumps([job["data"], job["data_seed"]], sort_keys=True)
+    key = json.dumps([fields, seed], sort_keys=True)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()
-        _DATA_CACHE[key] = load_data(DataConfig(**job["data"]), seed=job["data_seed"])
+        _DATA_CACHE[key] = load_data(DataConfig(**fields), seed=seed)
     return _DATA_CACHE[key]
 
 
-def build_seed(job: dict[str, Any], data) -> Network:
+def build_seed(job: Job, data) -> Network:
     """The seed network: the checkpoint if given, else ``seed.network`` built for the data's shape."""
     from morphnas.spaces.resolve import resolve_network
-    s = job["seed"]
-    if s.get("checkpoint"):
+    s = job.seed
+    if s is None:
+        raise MorphnasError(f"job of member {job.member_id}: a seed job needs 'seed' (network or checkpoint)")
+    if s.checkpoint:
         from morphnas.morphism.serialize import load_network
-        net = load_network(s["checkpoint"])
+        net = load_network(s.checkpoint)
     else:
-        net = resolve_network(s["network"], num_classes=data.num_classes, seed=job.get("net_seed", 0),
+        net = resolve_network(s.network, num_classes=data.num_classes, seed=job.net_seed,
                               input_size=data.input_shape[-1])
     if tuple(net.input_shape) != tuple(data.input_shape):
-        raise MorphnasError(f"seed network {s.get('checkpoint') or s['network']!r} takes input {tuple(net.input_shape)} "
+        raise MorphnasError(f"seed network {s.checkpoint or s.network!r} takes input {tuple(net.input_shape)} "
                             f"but the data is {tuple(data.input_shape)}; set data.image_size or pick a seed for "
                             f"{data.input_shape[0]}-channel images")
     out = net.shapes()[net.output_blob]
@@ -113,28 +151,30 @@ def build_seed(job: dict[str, Any], data) -> Network:
     return net
 
 
-def execute(job: dict[str, Any], report, start: float | None = None) -> TrialResult:
-    """Run one job in this process (the trainable's body; also used by tests and the benchmark)."""
+def execute(job: Job | Mapping[str, Any], report: Callable[[dict[str, Any]], None],
+            start: float | None = None) -> TrialResult:
+    """Run one job (or its JSON) in this process (the trainable's body; also used by tests and the benchmark)."""
     from morphnas.morphism.ops import apply_op
     from morphnas.morphism.serialize import load_network, save_network
     from morphnas.morphism.verify import output_diff
-    from morphnas.spaces.actions import Action
     from morphnas.spaces.counting import count
 
     from .train import TrainSpec, evaluate, train
 
+    job = as_job(job)
     start = time.time() if start is None else start
     data = _data(job)
-    member_dir = Path(job["run_dir"]) / job["member_path"]
+    member_dir = Path(job.run_dir) / job.member_path
     records: list[dict[str, Any]] = []
     err = None
-    if job["kind"] == "seed":
+    if job.kind == "seed":
         net = build_seed(job, data)
     else:
-        parent = load_network(job["parent_path"])
+        if job.parent_path is None or job.proposal is None:
+            raise MorphnasError(f"job of member {job.member_id}: a child job needs 'parent_path' and 'proposal'")
+        parent = load_network(job.parent_path)
         net = parent
-        for a in job["proposal"]["actions"]:
-            a = Action.from_json(a)
+        for a in job.proposal.actions:
             net, rec = apply_op(net, a.op, a.site, a.params, a.seed)
             records.append(rec.to_json())
         # Inserted identity BNs hold made-up statistics: exact in eval mode, but in train mode they
@@ -142,20 +182,20 @@ def execute(job: dict[str, Any], report, start: float | None = None) -> TrialRes
         # of a training batch (still exact in eval mode; bench/results/morph.md measures the effect).
         new_edges = [e for r in records for e in r.get("new_edges", ())]
         if new_edges:
-            from morphnas.morphism.ops.insert_path import calibrate_identity_bns
-            g = torch.Generator().manual_seed(int(job.get("train_seed", 0)))
+            from morphnas.morphism.identity import calibrate_identity_bns
+            g = torch.Generator().manual_seed(int(job.train_seed))
             idx = torch.randperm(len(data.train.x), generator=g)[:256]
             net = calibrate_identity_bns(net, new_edges, data.train.x[idx])
-        dtype = torch.float64 if job.get("verify_dtype", "float64") == "float64" else torch.float32
+        dtype = torch.float64 if job.verify_dtype == "float64" else torch.float32
         diff = output_diff(parent, net, x=data.val.x[:64], dtype=dtype)
         err = diff.rel_err
-        if not err <= job["tolerance"]:   # also catches NaN
+        if not err <= job.tolerance:   # also catches NaN
             ops = ", ".join(f"{r['op']}@{r['site']}" for r in records)
             raise PreservationError(f"the child does not compute its parent's function: relative output error "
-                                    f"{err:.3g} > tolerance {job['tolerance']:g} after {ops}")
+                                    f"{err:.3g} > tolerance {job.tolerance:g} after {ops}")
     c = count(net)
     history: list[float] = []
-    spec = TrainSpec(**job["train"])
+    spec = TrainSpec(**job.train)
 
     def result(epochs: int) -> TrialResult:
         return _base_result(job, state="COMPLETE", values=(history[-1],), val_acc_history=tuple(history),
@@ -169,22 +209,36 @@ def execute(job: dict[str, Any], report, start: float | None = None) -> TrialRes
         report({METRIC: rep.val_acc, "epoch": rep.epoch, "train_loss": rep.train_loss, "steps": rep.steps,
                 "final": final, "trial_result": json.dumps(result(rep.epoch).to_json())})
 
-    if spec.epochs == 0 or (job["kind"] == "seed" and job["seed"].get("checkpoint")):
+    if spec.epochs == 0 or (job.kind == "seed" and job.seed is not None and job.seed.checkpoint):
         history.append(evaluate(net, data.val))
         save_network(net, member_dir)
         res = result(0)
         report({METRIC: history[-1], "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())})
         return res
-    device = "cuda" if job.get("gpus", 0) and torch.cuda.is_available() else "cpu"
-    train(net, data, spec, seed=job["train_seed"], on_epoch=on_epoch, device=device, amp=bool(job.get("amp")))
+    device = "cuda" if job.gpus and torch.cuda.is_available() else "cpu"
+    train(net, data, spec, seed=job.train_seed, on_epoch=on_epoch, device=device, amp=bool(job.amp))
     return result(spec.epochs)
 
 
 # ------------------------------------------------------------------------------------ driver side
+class TuneDriver(Protocol):
+    """The driver as the Tune adapters see it: the callbacks and the interrupt flag."""
+
+    interrupted: bool
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None: ...
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None: ...
+
+    def on_trial_complete(self, trial_id: str, result: dict | None, error: bool) -> None: ...
+
+    def on_trial_error(self, trial_id: str, message: str) -> None: ...
+
+
 class MorphSearcher(Searcher):
     """Thin adapter: ``suggest`` -> ``driver.suggest``; results -> the driver. No search logic here."""
 
-    def __init__(self, driver):
+    def __init__(self, driver: TuneDriver):
         super().__init__(metric=METRIC, mode="max")
         self._driver = driver
 
@@ -213,7 +267,7 @@ class MorphSearcher(Searcher):
 class ErrorCallback(Callback):
     """Hands the error of a trial whose worker raised or died to the driver."""
 
-    def __init__(self, driver):
+    def __init__(self, driver: TuneDriver):
         self._driver = driver
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -232,7 +286,7 @@ class ErrorCallback(Callback):
 class InterruptStopper(Stopper):
     """Stops every trial once the driver was interrupted (Ctrl-C / SIGTERM)."""
 
-    def __init__(self, driver):
+    def __init__(self, driver: TuneDriver):
         self._driver = driver
 
     def __call__(self, trial_id, result):
@@ -246,8 +300,10 @@ class InterruptStopper(Stopper):
 
 
 def trial_dirname(trial) -> str:
-    """``m3_<trial id>``: short, and says which member a Tune trial directory belongs to (the
-    default name flattens the whole job config into the path)."""
+    """``m3_<trial id>`` (``hold_<trial id>`` for a hold): short, and says which member a Tune trial
+    directory belongs to (the default name flattens the whole job config into the path)."""
+    if HOLD in trial.config:
+        return f"hold_{trial.trial_id}"
     return f"{trial.config.get('job', {}).get('member_id', 'trial')}_{trial.trial_id}"
 
 

@@ -74,9 +74,33 @@ class RunState:
             raise RunStateError(f"{path} does not exist: {run_dir} is not a run started by 'morphnas search' "
                                 f"(or it was stopped before its first trial; start it again with morphnas search)")
         try:
-            return cls.from_json(json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise RunStateError(f"{path} is corrupt ({e}); the run cannot be resumed") from None
+            state = cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, AttributeError) as e:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise RunStateError(f"{path} is corrupt ({str(e).splitlines()[0]}); the run cannot be resumed "
+                                f"(remove it with: morphnas remove {run_dir} --force)") from None
+        state.check_paths(Path(run_dir))
+        return state
+
+    def check_paths(self, root: Path) -> None:
+        """Every path this state would make the driver read or write must lie inside the run: an
+        edited ``run_state.json`` is refused as corrupt (:class:`~.fsutil.CorruptRunError`) rather
+        than followed out of the run directory."""
+        from .fsutil import confined
+        root = root.resolve()
+        for i, m in enumerate(self.population):
+            confined(m.get("path") if isinstance(m, dict) else m, root, f"run_state.json population[{i}].path")
+        jobs = [(f"pending[{k!r}]", j) for k, j in self.pending.items()] + \
+               [(f"queue[{i}]", j) for i, j in enumerate(self.queue)]
+        for where, job in jobs:
+            if not isinstance(job, dict):
+                confined(job, root, f"run_state.json {where}")
+                continue
+            confined(job.get("member_path"), root, f"run_state.json {where}.member_path")
+            if job.get("parent_path") is not None:
+                confined(job["parent_path"], root, f"run_state.json {where}.parent_path")
+        for i, r in enumerate(self.results):
+            if isinstance(r, dict) and r.get("member_path"):
+                confined(r["member_path"], root, f"run_state.json results[{i}].member_path")
 
     @staticmethod
     def exists(run_dir: Path) -> bool:

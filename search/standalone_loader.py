@@ -1,8 +1,10 @@
 """Load a network exported by ``morphnas export`` with nothing but PyTorch.
 
 This file is copied next to the exported ``model.json`` (the architecture: blobs and the layers
-between them) and ``weights.pt`` (a plain state dict, read with ``weights_only=True``). It must not
-import morphnas: the point of an export is a model that runs where morphnas is not installed.
+between them), ``weights.pt`` (a plain state dict, read with ``weights_only=True``) and
+``morphnas_runtime.py`` (morphnas' torch-only layer modules, the very file morphnas computes with).
+It must not need morphnas: the point of an export is a model that runs where morphnas is not
+installed.
 
     import load_model
     model = load_model.load("path/to/export")      # an nn.Module in eval mode
@@ -17,109 +19,37 @@ several layers is shared.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-FORMAT = "morphnas-export"
-VERSION = 1
-
-ACTIVATIONS = {
-    "relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "elu": F.elu, "gelu": F.gelu,
-    "silu": F.silu, "softplus": F.softplus, "leaky_relu": F.leaky_relu, "relu6": F.relu6,
-    "hardtanh": F.hardtanh,
-}
+RUNTIME_FILE = "morphnas_runtime.py"   # morphnas' torch-only layer modules, shipped beside this file
 
 
-class Elementwise(nn.Module):
-    def __init__(self, fn: str):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return ACTIVATIONS[self.fn](x)
-
-
-class ParametricActivation(nn.Module):
-    """``(1 - a) * phi(x) + a * x``, written as morphnas computes it."""
-
-    def __init__(self, fn: str, channels: int, per_channel: bool):
-        super().__init__()
-        self.fn, self.per_channel = fn, per_channel
-        self.a = nn.Parameter(torch.ones(channels if per_channel else 1))
-
-    def forward(self, x):
-        a = self.a.view(1, -1, *([1] * (x.dim() - 2))) if (self.per_channel and x.dim() > 2) else self.a
-        return x + (1.0 - a) * (ACTIVATIONS[self.fn](x) - x)
+def _runtime():
+    """The layer modules: ``morphnas_runtime.py`` next to this file in an export (loaded by path, so
+    no ``sys.path`` set-up is needed), else morphnas' own copy when run inside the repository."""
+    here = Path(__file__).with_name(RUNTIME_FILE)
+    if here.is_file():
+        name = "morphnas_export_runtime"
+        module = sys.modules.get(name)
+        if module is None or getattr(module, "__file__", None) != str(here):
+            spec = importlib.util.spec_from_file_location(name, here)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return module
+    from morphnas.morphism import runtime  # not an export: the engine's single source
+    return runtime
 
 
-class Scale(nn.Module):
-    def __init__(self, scale: float):
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x):
-        return x if self.scale == 1.0 else x * self.scale
-
-
-class Pad(nn.Module):
-    def __init__(self, amount: int):
-        super().__init__()
-        self.amount = amount
-
-    def forward(self, x):
-        return F.pad(x, (self.amount,) * 4)
-
-
-class Crop(nn.Module):
-    def __init__(self, amount: int):
-        super().__init__()
-        self.amount = amount
-
-    def forward(self, x):
-        a = self.amount
-        return x[:, :, a:x.shape[2] - a, a:x.shape[3] - a] if a else x
-
-
-def build_layer(spec: dict) -> nn.Module:
-    """The module for one layer description (``kind`` plus its fields)."""
-    s = dict(spec)
-    kind = s.pop("kind")
-    if kind == "conv2d":
-        return nn.Conv2d(s["in_channels"], s["out_channels"], s["kernel_size"], s.get("stride", 1),
-                         s.get("padding", 0), s.get("dilation", 1), s.get("groups", 1), s.get("bias", False))
-    if kind == "batchnorm2d":
-        return nn.BatchNorm2d(s["num_features"], s.get("eps", 1e-5), s.get("momentum", 0.1))
-    if kind == "activation":
-        return Elementwise(s.get("fn", "relu"))
-    if kind == "pact":
-        return ParametricActivation(s.get("fn", "relu"), s["channels"], s.get("per_channel", True))
-    if kind == "prelu":
-        return nn.PReLU(s.get("num_parameters", 1), s.get("init", 0.25))
-    if kind == "identity":
-        return Scale(float(s.get("scale", 1.0)))
-    if kind == "maxpool2d":
-        return nn.MaxPool2d(s["kernel_size"], s.get("stride"), s.get("padding", 0))
-    if kind == "avgpool2d":
-        return nn.AvgPool2d(s["kernel_size"], s.get("stride"), s.get("padding", 0),
-                            count_include_pad=s.get("count_include_pad", True))
-    if kind == "global_avg_pool":
-        return nn.AdaptiveAvgPool2d(1)
-    if kind == "flatten":
-        return nn.Flatten(1)
-    if kind == "linear":
-        return nn.Linear(s["in_features"], s["out_features"], s.get("bias", True))
-    if kind == "dropout":
-        return nn.Dropout(s.get("p", 0.5))
-    if kind == "pad":
-        return Pad(s["amount"])
-    if kind == "crop":
-        return Crop(s["amount"])
-    raise ValueError(f"unknown layer kind {kind!r} in the exported model")
+_rt = _runtime()
+FORMAT, VERSION = _rt.EXPORT_FORMAT, _rt.EXPORT_VERSION
+build_layer = _rt.build_layer
 
 
 class ExportedNet(nn.Module):

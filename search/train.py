@@ -1,4 +1,4 @@
-"""Training and evaluation of a :class:`Network` (SGD with momentum, cosine or constant LR).
+"""Training and evaluation of a :class:`Network` (SGD with momentum; cosine, constant or SGDR LR).
 
 Used for the seed (member 0), every child's brief low-LR fine-tuning and the final stage. The
 network is compiled once, trained, and its tensors synced back into a copy of the IR, so the
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from morphnas.morphism.compile import compile_network, sync_from_module
-from morphnas.morphism.errors import MorphnasError
+from morphnas.morphism.errors import MorphnasError, did_you_mean
 from morphnas.morphism.graph import Network
 
 from .data import Data, Split, batches
@@ -25,14 +25,32 @@ class Diverged(MorphnasError):
     """The training loss became NaN or infinite."""
 
 
+class TrainError(MorphnasError):
+    """A training specification that cannot run (unknown schedule, non-positive restart period)."""
+
+
+SCHEDULES = ("cosine", "constant", "sgdr")
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     epochs: int
     lr: float
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    schedule: str = "cosine"        # cosine (per step, to 0) | constant
+    schedule: str = "cosine"        # cosine (per step, to 0) | constant | sgdr (cosine with warm restarts)
     batch_size: int = 64
+    restart_epochs: int | None = None   # sgdr: first cycle length in epochs (None: one cycle = all epochs)
+    restart_mult: int = 1               # sgdr: each cycle is this many times longer than the one before
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise TrainError(f"train schedule {self.schedule!r} is unknown{did_you_mean(self.schedule, SCHEDULES)}")
+        if self.restart_epochs is not None and self.restart_epochs < 1:
+            raise TrainError(f"train restart_epochs must be >= 1, got {self.restart_epochs}; "
+                             "use 1 to restart the cosine every epoch")
+        if self.restart_mult < 1:
+            raise TrainError(f"train restart_mult must be >= 1, got {self.restart_mult}; use 1 for equal cycles")
 
 
 @dataclass(frozen=True)
@@ -66,7 +84,7 @@ def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
         module.train()
         loss_sum, n_seen = 0.0, 0
         for x, y in batches(data.train, spec.batch_size, shuffle=True, augment=data.augment, gen=gen):
-            lr = _lr(spec, step, total)
+            lr = _lr(spec, step, total, steps_per_epoch)
             for g in opt.param_groups:
                 g["lr"] = lr
             x, y = x.to(device), y.to(device)
@@ -87,7 +105,7 @@ def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
             loss_sum += loss.item() * len(y)
             n_seen += len(y)
         acc = accuracy_module(module, data.val, spec.batch_size, device)
-        rep = EpochReport(epoch, loss_sum / max(1, n_seen), acc, _lr(spec, step - 1, total), step)
+        rep = EpochReport(epoch, loss_sum / max(1, n_seen), acc, _lr(spec, step - 1, total, steps_per_epoch), step)
         reports.append(rep)
         if on_epoch is not None:
             on_epoch(rep, sync_from_module(net, module.cpu()))
@@ -95,9 +113,21 @@ def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
     return sync_from_module(net, module.cpu()), reports
 
 
-def _lr(spec: TrainSpec, step: int, total: int) -> float:
+def _lr(spec: TrainSpec, step: int, total: int, steps_per_epoch: int = 1) -> float:
+    """The learning rate of optimisation step ``step`` (0-based) out of ``total``.
+
+    ``sgdr`` (Loshchilov & Hutter; NASH trains every network with it) anneals per step from
+    ``lr`` towards 0 over a cycle of ``restart_epochs`` epochs, then jumps back to ``lr``; each
+    cycle is ``restart_mult`` times longer than the previous one. A last cycle cut short by the end
+    of training stays unfinished, as in SGDR. Without ``restart_epochs`` it is one cosine cycle.
+    """
     if spec.schedule == "constant":
         return spec.lr
+    if spec.schedule == "sgdr" and spec.restart_epochs is not None:
+        start, length = 0, spec.restart_epochs * steps_per_epoch
+        while step >= start + length:
+            start, length = start + length, length * spec.restart_mult
+        return 0.5 * spec.lr * (1.0 + math.cos(math.pi * (step - start) / length))
     return 0.5 * spec.lr * (1.0 + math.cos(math.pi * step / total))
 
 

@@ -30,6 +30,9 @@ from morphnas.morphism.errors import SpecError
 from morphnas.morphism.graph import Network
 from morphnas.morphism import layers as L
 
+from .counting import count
+from .sites import stage_map
+
 _STAGE_COLOURS = ("#e8eef7", "#e6f2e6", "#f7f0e1", "#f0e6f2", "#e4f1f3", "#f5e6e6")
 _MORPH = "#d2691e"
 _MAX_PATHS = 8
@@ -118,10 +121,12 @@ def _branches(sub: nx.MultiDiGraph, a: str, b: str) -> list[list[tuple]]:
 def _lines(net: Network, sub: nx.MultiDiGraph, source: str, sink: str, base: set[str] | None) -> list[Line]:
     """Lines describing ``sub`` from ``source`` to ``sink``: a chain as one line, parallel
     branches as ``├`` lines (nested branches indented with ``│``), ``Σ`` where they join."""
+    def scaled_identity(k: str) -> bool:
+        layer = net.edge(k).layer
+        return isinstance(layer, L.Identity) and layer.scale != 1.0
+
     def morphed(edges) -> bool:
-        return any((base is not None and k not in base)
-                   or (isinstance(net.edge(k).layer, L.Identity) and net.edge(k).layer.scale != 1.0)
-                   for *_, k in edges)
+        return any((base is not None and k not in base) or scaled_identity(k) for *_, k in edges)
 
     def text(path) -> str:
         return " → ".join(layer_label(net.edge(k).layer) for *_, k in path)
@@ -177,7 +182,6 @@ def _lines(net: Network, sub: nx.MultiDiGraph, source: str, sink: str, base: set
 
 def groups(net: Network, base: Network | None = None) -> list[Group]:
     """The boxes of a drawing, in network order."""
-    from .sites import stage_map
     base_names = set(base.edge_names()) if base is not None else (
         set(net.meta["seed_edges"]) if net.meta.get("seed_edges") else None)
     shapes = net.shapes()
@@ -225,8 +229,6 @@ def draw_network(net: Network, path: str | Path, base: Network | None = None, ti
     matplotlib.use("Agg", force=False)
     from matplotlib import pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-
-    from .counting import count
 
     boxes = groups(net, base)
     heights = [1.6 + len(b.lines) for b in boxes]      # in text lines: title + lines + padding

@@ -3,7 +3,7 @@
 A SPEC is, in this order of precedence:
 
 1. ``torchvision:<model>`` — built by ``torchvision.models.get_model(<model>, weights=None)`` and
-   imported by tracing (:func:`morphnas.morphism.importer.from_torch`);
+   imported by tracing (:func:`morphnas.morphism.importer.from_torch`; see :mod:`.torchvision_seed`);
 2. a directory saved by :func:`morphnas.morphism.serialize.save_network` (or its ``network.json``);
 3. a registry name (seed or paper variant), via :func:`morphnas.spaces.registry.create_network`.
 
@@ -12,29 +12,18 @@ reported as a missing file, not as an unknown name.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 from pathlib import Path
-
-import torch
 
 from morphnas.morphism.errors import LoadError, MorphnasError
 from morphnas.morphism.graph import Network
 from morphnas.morphism.serialize import SPEC_FILE, load_network
 
-from .registry import create_network
+from .registry import REGISTRY, create_network
+from .torchvision_seed import TORCHVISION, check_classes, torchvision_network
 
-TORCHVISION = "torchvision:"
-
-
-def check_classes(num_classes: object) -> int | None:
-    """``None`` or a positive int; anything else is an error naming the value."""
-    if num_classes is None:
-        return None
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise MorphnasError(f"number of classes must be a positive integer, got {num_classes!r}")
-    return num_classes
+__all__ = ["TORCHVISION", "check_classes", "looks_like_path", "resolve_network"]
 
 
 def looks_like_path(spec: str) -> bool:
@@ -54,7 +43,7 @@ def resolve_network(spec: str, num_classes: int | None = None, seed: int | None 
         raise MorphnasError(f"network SPEC must be a name, a saved network directory or torchvision:<model>, got {spec!r}")
     spec = spec.strip()
     if spec.startswith(TORCHVISION):
-        return _torchvision(spec[len(TORCHVISION):], num_classes, seed, input_size)
+        return torchvision_network(spec[len(TORCHVISION):], num_classes, seed, input_size)
     p = Path(spec)
     if p.is_dir() or (p.is_file() and p.name == SPEC_FILE):
         net = load_network(p)
@@ -79,7 +68,6 @@ def resolve_network(spec: str, num_classes: int | None = None, seed: int | None 
 def _accepts(name: str, arg: str) -> bool:
     """Whether the registry builder behind ``name`` takes keyword ``arg`` (unknown names: True,
     so that ``create_network`` reports them with its suggestions)."""
-    from .registry import REGISTRY
     try:
         build = REGISTRY.entry(name).build
     except MorphnasError:
@@ -89,30 +77,3 @@ def _accepts(name: str, arg: str) -> bool:
     except (TypeError, ValueError):
         return True
     return arg in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def _torchvision(name: str, num_classes: int | None, seed: int | None, input_size: int | None) -> Network:
-    import torchvision
-
-    from morphnas.morphism.importer import from_torch
-
-    known = torchvision.models.list_models()
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"did you mean {', '.join('torchvision:' + c for c in close)}? " if close else ""
-        raise MorphnasError(f"unknown torchvision model {name!r}; {hint}see torchvision.models.list_models()")
-    kwargs = {"weights": None}
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
-    # torchvision initialises from the global RNG; fork it so building a model never moves the
-    # caller's random stream, and seed it so the same SPEC and seed give the same weights.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0 if seed is None else int(seed))
-        try:
-            model = torchvision.models.get_model(name, **kwargs)
-        except (TypeError, ValueError) as e:
-            raise MorphnasError(f"torchvision:{name}: cannot build it with {kwargs}: {e}") from None
-    size = int(input_size or 224)
-    net = from_torch(model, (3, size, size))
-    net.meta["name"] = f"{TORCHVISION}{name}"
-    return net

@@ -13,10 +13,14 @@ stages of a seed are the stages of all its descendants.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from morphnas.morphism.errors import SpecError
+from morphnas.morphism.errors import did_you_mean
 from morphnas.morphism.graph import Network
+from morphnas.morphism.schema import SchemaError, build, rule
+
+from .errors import ActionSpaceError
 
 
 @dataclass(frozen=True)
@@ -87,43 +91,55 @@ def site_infos(net: Network, sites: list[str], site_kind: str = "edge") -> list[
     return [SiteInfo(i.site, i.stage, i.block, n) for n, (_, i) in enumerate(keyed)]
 
 
+def _names(value: Any, key: str) -> Any:
+    """A single pattern is a list of one (``blocks: layer2.*``)."""
+    return (value,) if isinstance(value, str) else value
+
+
+def _stage_numbers(value: Any, key: str) -> Any:
+    """A single stage is a list of one (``stages: 3``)."""
+    return (value,) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def any_or_mapping(value: Any, key: str) -> Any:
+    """The ``where`` value ``"any"`` means no restriction (the empty mapping); other strings are typos."""
+    if isinstance(value, str):
+        if value != "any":
+            raise SchemaError(f"{key!r}: unknown value {value!r}{did_you_mean(value, ['any'], known='choose from')}"
+                              f" (or give a mapping with keys {', '.join(Where.KEYS)})")
+        return {}
+    return value
+
+
 @dataclass(frozen=True)
 class Where:
     """Which sites an op may use: stages, block name patterns, site name patterns, exclusions.
 
     Empty tuples mean "no restriction". Patterns are shell-style (``layer2.*``, ``*.conv1``).
+    The fields are declared for :func:`morphnas.morphism.schema.build`, which parses the
+    ``where:`` mappings of an action space into this class.
     """
 
-    stages: tuple[int, ...] = ()
-    blocks: tuple[str, ...] = ()
-    sites: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    stages: tuple[int, ...] = field(default=(), metadata=rule(parse=_stage_numbers, fix="; 1 = the first stage"))
+    blocks: tuple[str, ...] = field(default=(), metadata=rule(parse=_names))
+    sites: tuple[str, ...] = field(default=(), metadata=rule(parse=_names))
+    exclude: tuple[str, ...] = field(default=(), metadata=rule(parse=_names))
 
-    KEYS = ("stages", "blocks", "sites", "exclude")
+    KEYS: ClassVar[tuple[str, ...]] = ("stages", "blocks", "sites", "exclude")
+
+    def _validate(self, where: str) -> None:
+        if any(s < 0 for s in self.stages):
+            raise ActionSpaceError(f"config key '{where}.stages' must be stage numbers >= 0 (1 = the first stage, "
+                                   f"0 = a stem above it), got {list(self.stages)!r}")
 
     @classmethod
-    def from_value(cls, value, path: str) -> "Where":
-        """``"any"``, ``None`` or a mapping with the keys in ``KEYS``."""
-        if value is None or value == "any":
-            return cls()
-        if not isinstance(value, dict):
-            raise SpecError(f"{path}: must be 'any' or a mapping with keys {', '.join(cls.KEYS)}, got {value!r}")
-        from .actions import _unknown_key
-        for k in value:
-            if k not in cls.KEYS:
-                raise _unknown_key(path, k, cls.KEYS)
-        stages = value.get("stages", ())
-        stages = (stages,) if isinstance(stages, int) else tuple(stages)
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in stages):
-            raise SpecError(f"{path}.stages: must be non-negative stage numbers (1 = the first stage), got {stages!r}")
-        out = {"stages": stages}
-        for k in ("blocks", "sites", "exclude"):
-            v = value.get(k, ())
-            v = (v,) if isinstance(v, str) else tuple(v)
-            if not all(isinstance(p, str) for p in v):
-                raise SpecError(f"{path}.{k}: must be name patterns (strings), got {v!r}")
-            out[k] = v
-        return cls(**out)
+    def from_value(cls, value: Any, path: str) -> "Where":
+        """``"any"``, ``None`` or a mapping with the keys in ``KEYS``; errors name ``path``."""
+        raw = {} if value is None else any_or_mapping(value, path)
+        try:
+            return build(cls, raw, path, error=ActionSpaceError)
+        except SchemaError as e:
+            raise ActionSpaceError(f"config key {e}") from None
 
     def admits(self, info: SiteInfo) -> bool:
         if self.stages and info.stage not in self.stages:
@@ -134,5 +150,5 @@ class Where:
             return False
         return not any(fnmatch.fnmatchcase(info.site, p) for p in self.exclude)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, list[Any]] | str:
         return {k: list(getattr(self, k)) for k in self.KEYS if getattr(self, k)} or "any"

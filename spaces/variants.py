@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from morphnas.morphism.errors import MorphnasError, SpecError
+from morphnas.morphism.errors import MorphnasError, SpecError, did_you_mean
 from morphnas.morphism.graph import Network
 
-if TYPE_CHECKING:
-    from .registry import Entry, Registry
+from .catalog import Entry, Registry, UnknownName
 
 PAPER_VARIANTS = (
     "morph20_1c1", "morph20_3c1", "morph20_3c3", "morph20_1c1_2branch",
@@ -82,10 +81,8 @@ def parse_variant(name: str) -> VariantSpec | None:
     suffixes = [s for s in m["suffix"].split("_") if s]
     for s in suffixes:
         if s not in _SUFFIXES:
-            import difflib
-            close = difflib.get_close_matches(s, _SUFFIXES, n=1)
-            hint = f"did you mean '_{close[0]}'? " if close else ""
-            raise VariantNameError(f"{name}: unknown suffix '_{s}'; {hint}suffixes are _2branch and _half")
+            hint = did_you_mean(f"_{s}", [f"_{x}" for x in _SUFFIXES], known=None)
+            raise VariantNameError(f"{name}: unknown suffix '_{s}'{hint} (suffixes are _2branch and _half)")
     if len(set(suffixes)) != len(suffixes):
         raise VariantNameError(f"{name}: a suffix is repeated")
     return VariantSpec(name, int(m["depth"]), k1, k2, 2 if "2branch" in suffixes else 1, "half" in suffixes)
@@ -104,7 +101,7 @@ def derive_variant(seed_net: Network, spec: VariantSpec, mode: str = "auto", see
 
     Each block gets its own morph seed (``seed`` + its position) so re-deriving is bit-identical.
     """
-    from morphnas.morphism.ops.morph_block import morph_blocks
+    from morphnas.morphism.blocks import morph_blocks
 
     sites = morph_sites(seed_net, spec)
     if not sites:
@@ -120,9 +117,8 @@ def derive_variant(seed_net: Network, spec: VariantSpec, mode: str = "auto", see
     return net
 
 
-def resolver(registry: "Registry") -> Callable[[str], "Entry | None"]:
+def resolver(registry: Registry) -> Callable[[str], Entry | None]:
     """A registry resolver turning variant names into entries that derive them from their seed."""
-    from .registry import Entry, UnknownName
 
     def resolve(name: str) -> Entry | None:
         spec = parse_variant(name)

@@ -11,6 +11,7 @@ from pathlib import Path
 from morphnas.morphism.perturb import perturb
 from morphnas.morphism.serialize import save_network
 from morphnas.search.leaderboard import Leaderboard
+from morphnas.search.publish import Publisher
 from morphnas.search.records import TrialResult
 from morphnas.search.rundir import RunDir
 from morphnas.spaces.builders import cifar_resnet
@@ -67,8 +68,9 @@ def make_fake_run(root: Path, name: str = "fake", multi: bool = False, publish: 
     run.config_path.write_text(f"name: {name}\nstrategy: hill_climb\n")
     directions = ["maximize", "minimize"] if multi else ["maximize"]
     names = ["val_acc", "params"] if multi else ["val_acc"]
-    lb = Leaderboard.for_run(run, directions, names, search_space=SEARCH_SPACE, publish=publish)
+    lb = Leaderboard.for_run(run, directions, names, search_space=SEARCH_SPACE)
+    record = Publisher(lb).record if publish else lb.record
     res = results(run, multi)
     for r in res:
-        lb.record(r)
+        record(r)
     return run, lb, res

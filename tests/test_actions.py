@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from morphnas.morphism.ops import apply_op, default_registry
 from morphnas.morphism.verify import output_diff
 from morphnas.spaces.actions import (Action, ActionSpace, ActionSpaceError, ConstraintViolation, Domain,
-                                     NoValidAction)
+                                     NoValidAction, parse_domain)
 from morphnas.spaces.counting import count
 from morphnas.spaces.registry import REGISTRY, create_seed
-from morphnas.spaces.sites import stage_map
+from morphnas.spaces.sites import Where, stage_map
 
 # Every shipped op but `module` (it needs a module file; its own tests cover it), with domains.
 ALL_OPS = {
@@ -42,25 +42,63 @@ def same_net(a, b):
 
 
 # --------------------------------------------------------------------------- config errors
+# Each message is one line naming the key, the value and the fix.
 @pytest.mark.parametrize("cfg, match", [
-    ({"opz": {}}, r"actions: unknown key 'opz'; did you mean 'ops'\?"),
-    ({"ops": {"deepn": {}}}, r"actions.ops.deepn: unknown morph op 'deepn'; did you mean 'deepen'\?"),
-    ({"ops": {"widen": {"factr": 2}}}, r"actions.ops.widen: unknown key 'factr'; did you mean 'factor'\?"),
-    ({"ops": {"split_identity": {"ratio": [0.5, 1.5]}}}, r"actions.ops.split_identity.ratio: value 1.5 is refused"),
-    ({"ops": {"widen": {"factor": {"low": 3, "high": 2}}}}, r"`low <= high` must hold, but got \(low=3, high=2\)"),
-    ({"ops": {"widen": {"factor": []}}}, r"actions.ops.widen.factor: the list of choices is empty"),
-    ({"ops": ["widen"], "constraints": {"max_flop": 1}}, r"did you mean 'max_flops'\?"),
-    ({"ops": ["widen"], "constraints": {"max_params": -1}}, r"max_params: must be a positive number"),
-    ({"ops": ["widen"], "where": {"stage": [1]}}, r"actions.where: unknown key 'stage'; did you mean 'stages'\?"),
-    ({"ops": ["widen"], "actions_per_child": [3, 1]}, r"actions_per_child: must be an int >= 1 or \[min, max\]"),
-    ({"ops": {"widen": {"weight": 0}}}, r"actions.ops.widen.weight: must be a positive number"),
-    ({"ops": {}}, r"actions.ops: must be a non-empty"),
-    ({}, r"actions.ops: missing"),
-    ("deepen", r"actions: must be a mapping"),
+    ({"opz": {}}, r"unknown config key 'actions.opz'; did you mean 'actions.ops'\?"),
+    ({"ops": {"deepn": {}}}, r"'actions.ops.deepn': unknown morph op 'deepn'; did you mean 'deepen'\?"),
+    ({"ops": {"widen": {"factr": 2}}}, r"unknown config key 'actions.ops.widen.factr' .*did you mean 'factor'\?"),
+    ({"ops": {"split_identity": {"ratio": [0.5, 1.5]}}},
+     r"'actions.ops.split_identity.ratio': value 1.5 is refused by op split_identity"),
+    ({"ops": {"widen": {"factor": {"low": 3, "high": 2}}}},
+     r"'actions.ops.widen.factor' must have low <= high, got low=3, high=2; swap them"),
+    ({"ops": {"widen": {"factor": {"low": 3}}}}, r"'actions.ops.widen.factor' must give both 'low' and 'high'"),
+    ({"ops": {"widen": {"factor": {"low": 1, "hi": 2}}}}, r"'actions.ops.widen.factor.hi'; did you mean"),
+    ({"ops": {"widen": {"factor": []}}}, r"'actions.ops.widen.factor' must be a non-empty list of choices, got \[\]"),
+    ({"ops": {"widen": {"factor": [2, 2]}}}, r"'actions.ops.widen.factor' must list each choice once, got \[2, 2\]"),
+    ({"ops": ["widen"], "constraints": {"max_flop": 1}}, r"did you mean 'actions.constraints.max_flops'\?"),
+    ({"ops": ["widen"], "constraints": {"max_params": -1}},
+     r"'actions.constraints.max_params' must be > 0, got -1; give a positive bound"),
+    ({"ops": ["widen"], "constraints": {"max_params_mb": 0}}, r"'actions.constraints.max_params_mb' must be > 0, got 0"),
+    ({"ops": ["widen"], "constraints": {"max_depth": 2.5}}, r"'actions.constraints.max_depth' must be an integer, got 2.5"),
+    ({"ops": ["widen"], "where": {"stage": [1]}}, r"unknown config key 'actions.where.stage'; did you mean 'actions.where.stages'\?"),
+    ({"ops": ["widen"], "where": {"stages": [-1]}}, r"'actions.where.stages' must be stage numbers >= 0 .*got \[-1\]"),
+    ({"ops": ["widen"], "where": "anny"}, r"'actions.where': unknown value 'anny'; did you mean 'any'\? \(or give a mapping"),
+    ({"ops": {"widen": {"where": "al"}}}, r"'actions.ops.widen.where': unknown value 'al'; choose from: any"),
+    ({"ops": ["widen"], "actions_per_child": [3, 1]},
+     r"'actions.actions_per_child' must be an int >= 1 or \[min, max\] with 1 <= min <= max, got \[3, 1\]"),
+    ({"ops": ["widen"], "actions_per_child": 0}, r"'actions.actions_per_child' must be an int >= 1 .*got \[0, 0\]"),
+    ({"ops": ["widen"], "max_tries": 0}, r"'actions.max_tries' must be >= 1, got 0"),
+    ({"ops": ["widen"], "max_tries": True}, r"'actions.max_tries' must be an integer, got True"),
+    ({"ops": {"widen": {"weight": 0}}}, r"'actions.ops.widen.weight' must be > 0, got 0"),
+    ({"ops": {"widen": "fast"}}, r"'actions.ops.widen' must be a mapping of parameter domains, got 'fast'"),
+    ({"ops": {}}, r"'actions.ops' must be a non-empty mapping .* enable at least one of: "),
+    ({}, r"'actions.ops' is missing; list the morph ops"),
+    ("deepen", r"'actions' must be a mapping of keys to values, got 'deepen'"),
 ])
 def test_config_errors_name_the_key(cfg, match):
-    with pytest.raises(ActionSpaceError, match=match):
+    with pytest.raises(ActionSpaceError, match=match) as info:
         ActionSpace.from_dict(cfg)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_op_is_rejected_with_a_close_match():
+    with pytest.raises(ActionSpaceError, match=r"unknown morph op 'morph_blok'; did you mean 'morph_block'\?"):
+        ActionSpace.from_dict({"ops": ["deepen", "morph_blok"]})
+    known = ", ".join(sorted(default_registry().names()))
+    with pytest.raises(ActionSpaceError, match=f"unknown morph op 'zzz'; known ops: {known}$"):
+        ActionSpace.from_dict({"ops": ["zzz"]})
+
+
+def test_every_listed_param_value_goes_through_the_op():
+    """A domain value the op's own ``parse_params`` refuses fails when the config is read, whatever
+    its position in the list (not when a search happens to draw it)."""
+    for listed in (["scale", "bogus"], ["bogus", "scale"]):
+        with pytest.raises(ActionSpaceError, match=r"'actions.ops.split.mode': value 'bogus' is refused by op split"):
+            ActionSpace.from_dict({"ops": {"split": {"mode": listed}}})
+    with pytest.raises(ActionSpaceError, match=r"'actions.ops.split_identity.ratio': value 1.5 is refused"):
+        ActionSpace.from_dict({"ops": {"split_identity": {"ratio": {"low": 0.2, "high": 1.5}}}})
+    ok = ActionSpace.from_dict({"ops": {"split": {"mode": ["scale", "random"]}}})
+    assert ok.ops[0].domains["mode"] == Domain("categorical", choices=("scale", "random"))
 
 
 def test_config_forms_and_resolved_dict():
@@ -69,11 +107,17 @@ def test_config_forms_and_resolved_dict():
     assert sp.op_names == ["split_identity", "widen"]
     assert sp.actions_per_child == (2, 2)
     assert sp.constraints.max_params == 1_000_000 and sp.constraints.max_flops is None
+    assert ActionSpace.from_dict({"ops": ["widen"], "constraints": {"max_flops": 6.0e7}}).constraints.max_flops == 60_000_000
     d = ActionSpace.from_dict({"ops": {"widen": {"factor": [1.5, 2.0], "weight": 3, "where": {"stages": [2]}}}}).to_dict()
     assert d["ops"]["widen"] == {"factor": [1.5, 2.0], "weight": 3.0, "where": {"stages": [2]}}
     assert ActionSpace.from_dict(d).to_dict() == d  # the resolved config reads back the same
-    assert Domain.parse({"low": 1, "high": 4}, "x").kind == "int"
-    assert Domain.parse(3, "x").choices == (3,)
+    assert parse_domain({"low": 1, "high": 4}, "x") == Domain("int", low=1, high=4)
+    assert parse_domain({"low": 1, "high": 4.5}, "x") == Domain("float", low=1.0, high=4.5)
+    assert parse_domain(3, "x").choices == (3,)
+    # An op's `where` replaces the section's; `where: any` (or null) on an op lifts it.
+    sp = ActionSpace.from_dict({"ops": {"widen": {}, "deepen": {"where": "any"}, "split": {"where": None},
+                                        "insert_bn": {"where": {"stages": 1}}}, "where": {"stages": [3]}})
+    assert [o.where for o in sp.ops] == [Where(stages=(3,)), Where(), Where(), Where(stages=(1,))]
 
 
 # --------------------------------------------------------------------------- sampling

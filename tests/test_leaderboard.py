@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from _fake_run import DEPTH, MEMBERS, SEARCH_SPACE, make_fake_run
 from morphnas.search.cli import main
 from morphnas.search.leaderboard import Leaderboard, LeaderboardError, Row, rank_rows, to_distribution
+from morphnas.search.publish import Publisher
 from morphnas.search.records import TrialResult
 from morphnas.search.rundir import RunDir, RunDirError, open_run, storage_url, study_name
 
@@ -59,7 +60,7 @@ def test_recording_is_idempotent_across_reopen(fake):
     n = len(lb.study.get_trials())
     assert lb.record(results[2]) == 2
     # a resumed driver opens a new Leaderboard on the same storage: nothing is duplicated
-    lb2 = Leaderboard.for_run(run, ["maximize"], ["val_acc"], search_space=SEARCH_SPACE, publish=False)
+    lb2 = Leaderboard.for_run(run, ["maximize"], ["val_acc"], search_space=SEARCH_SPACE)
     assert lb2.recorded() == lb.recorded()
     for r in results:
         lb2.record(r)
@@ -129,7 +130,7 @@ def test_rank_rows_minimize_and_pareto():
 
 def test_bad_results_are_refused_or_failed(tmp_path):
     run = RunDir.at(tmp_path / "r").make()
-    lb = Leaderboard.for_run(run, ["maximize"], search_space=SEARCH_SPACE, publish=False)
+    lb = Leaderboard.for_run(run, ["maximize"], search_space=SEARCH_SPACE)
     with pytest.raises(LeaderboardError, match=r"2 objective value\(s\)"):
         lb.record(TrialResult("a", None, 0, "COMPLETE", values=(0.5, 3.0)))
     with pytest.raises(LeaderboardError, match="state must be"):
@@ -147,9 +148,9 @@ def test_bad_results_are_refused_or_failed(tmp_path):
     n = lb.record(TrialResult("e", None, 0, "COMPLETE", values=(0.5,), search_params={"k1": 3, "mode": "dense"}))
     assert lb.trial(n).distributions == {"k1": IntDistribution(3, 3), "mode": CategoricalDistribution(("dense",))}
     with pytest.raises(LeaderboardError, match=r"directions \['maximize'\], the run asks for \['minimize'\]"):
-        Leaderboard.for_run(run, ["minimize"], publish=False)
+        Leaderboard.for_run(run, ["minimize"])
     with pytest.raises(LeaderboardError, match="2 objective names"):
-        Leaderboard.for_run(run, ["maximize"], ["a", "b"], publish=False)
+        Leaderboard.for_run(run, ["maximize"], ["a", "b"])
 
 
 def test_to_distribution():
@@ -221,12 +222,13 @@ def test_cli_errors_are_one_line(fake, tmp_path, capsys, argv, msg):
 def test_rerun_and_unloadable_member(tmp_path, capsys):
     run = RunDir.at(tmp_path / "rr").make()
     lb = Leaderboard.for_run(run, ["maximize"], ["val_acc"])
+    pub = Publisher(lb)
     bad = TrialResult("m0", None, 0, "COMPLETE", values=(0.5,), val_acc_history=(0.5,), member_path="members/m0",
                       extra={"attempt": 2, "rerun": True, "rerun_reason": "its first attempt was running"})
     with pytest.warns(UserWarning, match="no architecture drawing for member m0: LoadError"):
-        assert lb.record(bad) == 0  # the trial is recorded even though its network cannot be drawn
+        assert pub.record(bad) == 0  # the trial is recorded even though its network cannot be drawn
     assert lb.artifacts("m0") == {} and sorted(lb.artifacts()) == ["lineage.png", "pareto.png"]
-    lb.record(TrialResult("m1", "m0", 1, "FAIL", val_acc_history=(), extra={"rerun": True, "early_stopped": True},
+    pub.record(TrialResult("m1", "m0", 1, "FAIL", val_acc_history=(), extra={"rerun": True, "early_stopped": True},
                           fail_reason="interrupted twice"))
     assert main(["leaderboard", str(run.root)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -236,9 +238,9 @@ def test_rerun_and_unloadable_member(tmp_path, capsys):
 
 def test_cli_plots_redraws_files_without_writing_the_study(fake, capsys):
     run, lb, _ = fake
-    before = lb.storage.get_study_system_attrs(lb.study._study_id)
+    before = lb.storage.get_study_system_attrs(lb.study_id)
     (run.plots / "lineage.png").unlink()
     assert main(["leaderboard", str(run.root), "--plots"]) == 0
     assert f"plots: {run.plots / 'lineage.png'}, {run.plots / 'pareto.png'}" in capsys.readouterr().out
     assert (run.plots / "lineage.png").read_bytes()[:4] == b"\x89PNG"
-    assert lb.storage.get_study_system_attrs(lb.study._study_id) == before
+    assert lb.storage.get_study_system_attrs(lb.study_id) == before

@@ -2,6 +2,8 @@
 identities, records, refusals, and the CLI."""
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ from morphnas.morphism.errors import NotApplicable, SpecError
 from morphnas.morphism.graph import Network
 from morphnas.morphism.layers import BatchNorm2d, Conv2d, Crop, PAct, Pad, PReLU
 from morphnas.morphism.module import as_module_spec, morph_to_module
-from morphnas.morphism.ops import apply_op, default_registry
+from morphnas.morphism.module.library import MODULES
+from morphnas.morphism.ops import apply_op, default_registry, replay
 from morphnas.morphism.perturb import perturb
 from morphnas.morphism.verify import output_diff
 
@@ -124,20 +127,23 @@ def test_sites_and_refusals(tiny_resnet):
         op.check(tiny_resnet, "layer1.0.bn1", op.parse_params({"module": "D"}))
     with pytest.raises(NotApplicable, match="effective kernel 1, smaller than conv 'layer1.0.conv1'"):
         apply_op(tiny_resnet, "module", "layer1.0.conv1", {"module": '{"edges": [{"from": "s", "to": "t", "kernel": 1}]}'})
-    with pytest.raises(SpecError, match="op module needs a module"):
-        apply_op(tiny_resnet, "module", "layer1.0.conv1", {})
+    # the defaults (the conv's kernel beside a 1c1 branch) pass check on every site of the op
+    for site in op.sites(tiny_resnet):
+        op.check(tiny_resnet, site, op.parse_params({}))
+    with pytest.raises(NotApplicable, match="no edge named 'layer1.0.conv9'"):
+        op.check(tiny_resnet, "layer1.0.conv9", op.parse_params({}))
     grouped = Network((4, 6, 6))
     grouped.add_edge("input", "output", Conv2d(4, 4, 3, 1, 1, groups=2), "g")
     with pytest.raises(NotApplicable, match="groups=2"):
         morph_to_module(grouped, "g", "D")
-    with pytest.raises(SpecError, match="time_budget must be >= 0"):
-        op.parse_params({"module": "D", "time_budget": "-1"})
+    with pytest.raises(SpecError, match="op module parameter 'iterations' must be >= 0, got -1"):
+        op.parse_params({"module": "D", "iterations": "-1"})
 
 
 def test_fixed_widths_refusal_through_the_op():
     net = conv_net(cin=8, cout=8)
     with pytest.raises(NotApplicable, match=r"fixed internal widths \(a=8, b=8, c=8\).*make it exact"):
-        apply_op(net, "module", "conv", {"module": "D", "widen": "false", "time_budget": "0.3"})
+        apply_op(net, "module", "conv", {"module": "D", "widen": "false", "iterations": "3"})
 
 
 def test_cli_morph_with_a_module_file(tmp_path, capsys):
@@ -165,3 +171,31 @@ def test_random_irreducible_modules_preserve_the_network(seed):
     assert output_diff(net, child, dtype=torch.float32, batch=2).rel_err <= 1e-5
     child64, _, _ = morph_to_module(net.to(torch.float64), "conv", m, seed=seed)
     assert _errs(net.to(torch.float64), child64) <= 1e-10
+
+
+def same_tensors(a: Network, b: Network) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_record_stores_the_module_and_replays_without_the_file(tmp_path):
+    net = conv_net(cin=4, cout=4)
+    path = tmp_path / "mod.json"
+    path.write_text(json.dumps(MODULES["1c1"]))
+    child, rec = apply_op(net, "module", "conv", {"module": str(path)}, seed=3)
+    assert isinstance(rec.params["module"], dict) and rec.params["module"]["name"] == "1c1"
+    path.unlink()
+    again = replay(net, [json.loads(json.dumps(rec.to_json()))])
+    assert same_tensors(again, child)
+
+
+def test_a_too_large_module_is_refused_fast():
+    net = Network((512, 8, 8))
+    net.add_edge("input", "output", Conv2d(512, 512, 3, 1, 1), "conv")
+    op = default_registry().get("module")
+    start = time.perf_counter()
+    with pytest.raises(NotApplicable, match=r"needs a \d+x\d+ joint least-squares solve .* above the limit of 2e\+10"):
+        op.check(net, "conv", op.parse_params({"module": "D"}))
+    with pytest.raises(NotApplicable, match="above the limit"):
+        apply_op(net, "module", "conv", {"module": "D"})
+    assert time.perf_counter() - start < 5.0

@@ -83,7 +83,7 @@ def test_fixed_widths_reach_tolerance_or_refuse_clearly(seed):
     k = 3 if m.effective_kernel >= 3 else 1
     g = _g(6, 6, k, seed)
     try:
-        sol = solve_module(m, g, widen=False, time_budget=1.0, seed=seed)
+        sol = solve_module(m, g, widen=False, iterations=20, seed=seed)
     except NotApplicable as err:
         msg = str(err)
         assert "relative residual" in msg and "above tol=1e-06" in msg and "make it exact" in msg
@@ -95,10 +95,10 @@ def test_fixed_widths_reach_tolerance_or_refuse_clearly(seed):
 def test_module_d_at_fixed_width_is_refused_with_the_width_that_works():
     d = as_module_spec("D")
     with pytest.raises(NotApplicable) as info:
-        solve_module(d, _g(8, 8), widen=False, time_budget=0.5, seed=0)
+        solve_module(d, _g(8, 8), widen=False, iterations=5, seed=0)
     msg = str(info.value)
     assert "fixed internal widths (a=8, b=8, c=8)" in msg
-    assert "best one-shot residual" in msg and "within the 0.5s budget" in msg
+    assert "best one-shot residual" in msg and "within the 5-iteration budget" in msg
     # the widths it names do make it exact
     widths = dict(part.split("=") for part in msg.split("; internal widths ")[1].split(" make")[0].split(", "))
     data = d.to_json()
@@ -128,7 +128,7 @@ def test_levenberg_marquardt_makes_a_fixed_width_module_exact():
             ("e4", "b0", "b2", 3), ("e5", "b0", "t", 1), ("e6", "b1", "b2", 1), ("e7", "b2", "t", 1)]
     m = parse_module_spec({"edges": [{"name": n, "from": a, "to": b, "kernel": k} for n, a, b, k in rows]})
     g = _g(6, 6, seed=5)
-    sol = solve_module(m, g, widen=False, time_budget=20.0, seed=0)
+    sol = solve_module(m, g, widen=False, seed=0)
     assert "Levenberg-Marquardt" in sol.method and "best one-shot residual" in sol.log[0]
     assert sol.residual <= 1e-10 and all(sol.widths[b] == 6 for b in m.blobs)
     _check(m, g, sol)

@@ -145,16 +145,23 @@ def test_options_bn_act(net64):
 @pytest.mark.parametrize("site,params,msg", [
     ("layer1.0.bn1", {}, "batchnorm2d, not a conv2d"),
     ("layer1.0.conv1", {"k1": 1, "k2": 1}, r"k1 \+ k2 - 1 = 1 is smaller than the conv's kernel 3"),
-    ("layer1.0.conv1", {"k1": 2}, "must be odd"),
-    ("layer1.0.conv1", {"mid": 0}, "positive width"),
-    ("layer1.0.conv1", {"mode": "fancy"}, "mode='fancy'"),
-    ("layer1.0.conv1", {"act": "relux"}, "did you mean 'relu'"),
     ("layer1.0.conv1", {"k1": 3, "k2": 3, "mid": 4}, r"mid >= 8"),
     ("layer1.0.convv1", {}, "did you mean"),
 ])
 def test_not_applicable(net64, site, params, msg):
     with pytest.raises(NotApplicable, match=msg):
         apply_op(net64, "deepen", site, params)
+
+
+@pytest.mark.parametrize("params,msg", [
+    ({"k1": 2}, "'k1' must be an odd kernel size"),
+    ({"mid": 0}, "'mid' must be >= 1, got 0"),
+    ({"mode": "fancy"}, "'mode': unknown value 'fancy'"),
+    ({"act": "relux"}, "did you mean 'relu'"),
+])
+def test_bad_params_are_refused_before_the_site(net64, params, msg):
+    with pytest.raises(SpecError, match=msg):
+        apply_op(net64, "deepen", "layer1.0.conv1", params)
 
 
 def test_grouped_conv_not_a_site():

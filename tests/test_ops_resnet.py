@@ -12,8 +12,9 @@ from morphnas.morphism.errors import NotApplicable, SpecError
 from morphnas.morphism.filters import compose, identity_filter, pad_to
 from morphnas.morphism.layers import BatchNorm2d, Conv2d, Identity, Pad, PAct, PReLU
 from morphnas.morphism.ops import apply_op, replay
-from morphnas.morphism.ops.insert_path import calibrate_identity_bns
-from morphnas.morphism.ops.morph_block import OP as MORPH_BLOCK, morph_blocks
+from morphnas.morphism.identity import calibrate_identity_bns
+from morphnas.morphism.blocks import morph_blocks
+from morphnas.morphism.ops.morph_block import OP as MORPH_BLOCK
 from morphnas.morphism.solver.decompose import min_dense_width
 
 
@@ -150,7 +151,7 @@ def test_morph_block_sites_and_refusals(r20):
         apply_op(r20, "morph_block", "layer1.1.conv1", {})
     with pytest.raises(NotApplicable, match="did you mean"):
         apply_op(r20, "morph_block", "layer1.1.shortcu", {})
-    with pytest.raises(SpecError, match="branches must be 1 or 2"):
+    with pytest.raises(SpecError, match="'branches' must be one of 1, 2, got 3"):
         apply_op(r20, "morph_block", "layer1.1.shortcut", {"branches": 3})
     with pytest.raises(SpecError, match="odd kernel"):
         apply_op(r20, "morph_block", "layer1.1.shortcut", {"k1": 2})

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from morphnas.morphism.errors import NotApplicable
+from morphnas.morphism.compile import compile_network
+from morphnas.morphism.errors import NotApplicable, SpecError
 from morphnas.morphism.layers import Conv2d, Linear, PAct
 from morphnas.morphism.ops import apply_op, default_registry, replay
 from morphnas.morphism.ops.insert_bn import blob_statistics
@@ -105,16 +106,18 @@ def test_insert_layer_updates_block_meta(net64):
     assert next(b for b in child.meta["blocks"] if b["name"] == "layer1.0")["out"] == "layer1.0.out"
 
 
-@pytest.mark.parametrize("site,params,msg", [
-    ("input", {}, "network's input"),
-    ("output", {}, "network's output"),
-    ("head.flat", {}, "not a \\(C, H, W\\) feature map"),
-    ("layer1.0.a1", {"k": 2}, "k=2 must be odd"),
-    ("layer1.0.a2", {}, "did you mean"),
-    ("layer1.0.a1", {"act": "rleu"}, "did you mean 'relu'"),
+# A refusal that depends on the network or site is NotApplicable; a bad parameter value is refused
+# by the op's Params before any network is looked at, as a SpecError naming the parameter and value.
+@pytest.mark.parametrize("site,params,exc,msg", [
+    ("input", {}, NotApplicable, "network's input"),
+    ("output", {}, NotApplicable, "network's output"),
+    ("head.flat", {}, NotApplicable, "not a \\(C, H, W\\) feature map"),
+    ("layer1.0.a1", {"k": 2}, SpecError, "'k' must be an odd kernel size.*got 2"),
+    ("layer1.0.a2", {}, NotApplicable, "did you mean"),
+    ("layer1.0.a1", {"act": "rleu"}, SpecError, "did you mean 'relu'"),
 ])
-def test_insert_layer_not_applicable(net64, site, params, msg):
-    with pytest.raises(NotApplicable, match=msg):
+def test_insert_layer_not_applicable(net64, site, params, exc, msg):
+    with pytest.raises(exc, match=msg):
         apply_op(net64, "insert_layer", site, params)
 
 
@@ -144,13 +147,13 @@ def test_split_scale_and_random(net64):
     assert not torch.equal(other_seed.params["fc"]["weight"], w1)
 
 
-@pytest.mark.parametrize("site,params,msg", [
-    ("layer1.0.bn1", {}, "only conv2d and linear"),
-    ("conv1", {"alpha": 1.0}, "0 < alpha < 1"),
-    ("conv1", {"mode": "half"}, "mode='half'"),
+@pytest.mark.parametrize("site,params,exc,msg", [
+    ("layer1.0.bn1", {}, NotApplicable, "only conv2d and linear"),
+    ("conv1", {"alpha": 1.0}, SpecError, "'alpha'.*got 1.0; choose 0 < alpha < 1"),
+    ("conv1", {"mode": "half"}, SpecError, "'mode': unknown value 'half'"),
 ])
-def test_split_not_applicable(net64, site, params, msg):
-    with pytest.raises(NotApplicable, match=msg):
+def test_split_not_applicable(net64, site, params, exc, msg):
+    with pytest.raises(exc, match=msg):
         apply_op(net64, "split", site, params)
 
 
@@ -178,10 +181,11 @@ def test_enlarge_kernel_noise_is_approximate(net64):
     assert 0 < _errors(net64, child)[0] < 0.1
 
 
-@pytest.mark.parametrize("params,msg", [({"k": 4}, "even amount"), ({"k": 3}, "larger than 3"),
-                                        ({"noise": -1.0}, "noise")])
-def test_enlarge_kernel_not_applicable(net64, params, msg):
-    with pytest.raises(NotApplicable, match=msg):
+@pytest.mark.parametrize("params,exc,msg", [({"k": 4}, NotApplicable, "even amount"),
+                                            ({"k": 3}, NotApplicable, "larger than 3"),
+                                            ({"noise": -1.0}, SpecError, "'noise' must be >= 0, got -1.0")])
+def test_enlarge_kernel_not_applicable(net64, params, exc, msg):
+    with pytest.raises(exc, match=msg):
         apply_op(net64, "enlarge_kernel", "layer1.0.conv2", params)
     with pytest.raises(NotApplicable, match="not a conv2d"):
         apply_op(net64, "enlarge_kernel", "fc")
@@ -220,7 +224,7 @@ def test_activation_sites_and_insertion(cnn64):
 def test_activation_not_applicable(net64):
     with pytest.raises(NotApplicable, match="writes the network's output"):
         apply_op(net64, "activation", "fc")
-    with pytest.raises(NotApplicable, match="did you mean 'tanh'"):
+    with pytest.raises(SpecError, match="'fn': unknown value 'tahn'; did you mean 'tanh'"):
         apply_op(net64, "activation", "layer1.0.conv1", {"fn": "tahn"})
     with pytest.raises(NotApplicable, match="network's input"):
         apply_op(net64, "activation", "blob:input")
@@ -248,6 +252,16 @@ def test_insert_bn_data_statistics_roundtrip(net64):
     assert torch.allclose(child.params[bn]["running_mean"], torch.tensor(stats["mean"], dtype=torch.float64))
     assert _errors(net64, child)[0] <= 1e-10
     # in train mode the new BN normalises the batch: with the data's statistics it barely moves it
+    # (only the new BN in train mode, so every other layer computes exactly what it did when the
+    # statistics were taken; its batch mean/var are then the stored ones and it is the identity)
+    module = compile_network(child).eval()
+    module.get_submodule(bn).train()
+    with torch.no_grad():
+        y_train = module(x)
+        y_parent = compile_network(net64).eval()(x)
+    assert ((y_train - y_parent).norm() / y_parent.norm()).item() <= 1e-10
+    module.get_submodule(bn).eval()     # and training on that batch left its statistics where they were
+    assert torch.allclose(module.get_submodule(bn).running_mean, child.params[bn]["running_mean"], atol=1e-12)
     assert _same(replay(net64, [rec.to_json()]), child)
 
 
@@ -260,15 +274,16 @@ def test_insert_bn_paper_mode_is_approximate(net64):
     assert rec.error == pytest.approx(output_diff(net64, child, dtype=torch.float64, batch=2, seed=0).rel_err)
 
 
-@pytest.mark.parametrize("site,params,msg", [
-    ("head.flat", {}, "not a \\(C, H, W\\)"),
-    ("layer1.0.c1", {"mean": [0.0] * 3, "var": [1.0] * 3}, "3 values but blob 'layer1.0.c1' has 8 channels"),
-    ("layer1.0.c1", {"mean": [0.0] * 8}, "both mean and var"),
-    ("layer1.0.c1", {"stats": "preceding"}, "straight out of a BN"),
-    ("layer1.0.c1", {"mode": "cheap"}, "mode='cheap'"),
+@pytest.mark.parametrize("site,params,exc,msg", [
+    ("head.flat", {}, NotApplicable, "not a \\(C, H, W\\)"),
+    ("layer1.0.c1", {"mean": [0.0] * 3, "var": [1.0] * 3}, NotApplicable,
+     "3 values but blob 'layer1.0.c1' has 8 channels"),
+    ("layer1.0.c1", {"mean": [0.0] * 8}, SpecError, "'mean' and 'var': give both"),
+    ("layer1.0.c1", {"stats": "preceding"}, NotApplicable, "straight out of a BN"),
+    ("layer1.0.c1", {"mode": "cheap"}, SpecError, "'mode': unknown value 'cheap'"),
 ])
-def test_insert_bn_not_applicable(net64, site, params, msg):
-    with pytest.raises(NotApplicable, match=msg):
+def test_insert_bn_not_applicable(net64, site, params, exc, msg):
+    with pytest.raises(exc, match=msg):
         apply_op(net64, "insert_bn", site, params)
 
 

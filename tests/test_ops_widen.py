@@ -10,7 +10,7 @@ from morphnas.morphism.errors import NotApplicable, SpecError
 from morphnas.morphism.graph import Network
 from morphnas.morphism.layers import (Activation, BatchNorm2d, Conv2d, Flatten, Identity, Linear, PAct, PReLU)
 from morphnas.morphism.ops import apply_op
-from morphnas.morphism.ops.channel_groups import all_groups, channel_group
+from morphnas.morphism.channel_groups import all_groups, channel_group
 from morphnas.morphism.ops.widen import OP as WIDEN
 from morphnas.morphism.perturb import perturb
 
@@ -165,7 +165,7 @@ def test_refusals_name_the_reason(r20):
         apply_op(r20, "widen", "layer2.1.sun", {})
     with pytest.raises(NotApplicable, match="must be larger"):
         apply_op(r20, "widen", "layer2.1.sum", {"width": 32})
-    with pytest.raises(SpecError, match="factor must be > 1"):
+    with pytest.raises(SpecError, match="'factor' must be > 1, got 0.5"):
         apply_op(r20, "widen", "layer2.1.sum", {"factor": 0.5})
     with pytest.raises(SpecError, match="method"):
         apply_op(r20, "widen", "layer2.1.sum", {"method": "net2wider"})

@@ -48,18 +48,40 @@ def state(run: Path) -> dict:
         return {}
 
 
-def wait_until(proc, run, done_children, timeout=240):
+def poll(condition, what, proc=None, log=None, timeout=300.0, every=0.1):
+    """Wait for an event: ``condition()`` truthy (returned), checked every ``every`` s up to ``timeout``.
+
+    The test is driven by what the driver writes (run_state.json, the lock file, its exit), never by
+    fixed sleeps, so it neither races on a slow machine nor waits longer than needed on a fast one.
+    Fails at once, with the driver's log, if ``proc`` exits before the event.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        tail = lambda: Path(log.name).read_text()[-3000:] if log is not None else ""  # noqa: E731
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the driver exited with {proc.returncode} before {what}\n{tail()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tail()}")
+        time.sleep(every)
+
+
+def wait_until(proc, run, done_children, log=None):
     """Until ``done_children`` children finished while at least one trial is still running."""
-    t0 = time.time()
-    while time.time() - t0 < timeout:
+    def ready():
         s = state(run)
         children = [r for r in s.get("results", []) if r["member_id"] != "m0"]
-        if len(children) >= done_children and s.get("pending"):
-            return s
-        if proc.poll() is not None:
-            raise AssertionError(f"the driver exited early with {proc.returncode}")
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for trials")
+        return s if len(children) >= done_children and s.get("pending") else None
+    return poll(ready, f"{done_children} finished children and a running trial", proc, log)
+
+
+def lock_holder(run: Path) -> str:
+    try:
+        return (run / ".lock").read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def stop_group(proc):
@@ -111,7 +133,7 @@ def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
     # 1. Ctrl-C (SIGINT) while trials run: a clean stop, running trials stay pending.
     p = start(["search", str(cfg_path)], log)
     try:
-        wait_until(p, run, 1)
+        wait_until(p, run, 1, log)
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=120) == 130
     finally:
@@ -125,7 +147,7 @@ def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
     # 2. Resume, then kill -9 the driver in the middle of its trials.
     p = start(["resume", str(run)], log)
     try:
-        wait_until(p, run, len([r for r in s1["results"] if r["member_id"] != "m0"]) + 1)
+        wait_until(p, run, len([r for r in s1["results"] if r["member_id"] != "m0"]) + 1, log)
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=30)
     finally:
@@ -138,10 +160,7 @@ def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
     # 3. Resume to the end.
     p = start(["resume", str(run)], log)
     try:
-        t0 = time.time()
-        while (run / ".lock").read_text().strip() != str(p.pid):   # until the driver holds the lock
-            assert time.time() - t0 < 60 and p.poll() is None
-            time.sleep(0.1)
+        poll(lambda: lock_holder(run) == str(p.pid), "the driver to hold the run lock", p, log, timeout=120)
         busy = subprocess.run([sys.executable, "-m", "morphnas.search", "resume", str(run)],
                               capture_output=True, text=True, timeout=120)
         assert busy.returncode == 2 and "in use by another driver" in busy.stderr
@@ -182,15 +201,14 @@ def test_a_crashed_worker_fails_its_trial_and_the_search_goes_on(tmp_path):
     log = open(tmp_path / "log.txt", "w")
     p = start(["search", str(tmp_path / "w.yaml")], log)
     try:
-        t0 = time.time()
-        victim = None
-        while victim is None:
-            assert time.time() - t0 < 120 and p.poll() is None, (tmp_path / "log.txt").read_text()[-2000:]
+        def running_child_worker():
+            """A Ray worker running a child trial (the seed finished, a child is pending)."""
             s = state(run)
             if any(mid != "m0" for mid in s.get("pending", {})) and any(r["member_id"] == "m0" for r in s["results"]):
                 workers = [pid for pid in descendants(p.pid) if "ImplicitFunc" in cmdline(pid)]
-                victim = workers[0] if workers else None
-            time.sleep(0.2)
+                return workers[0] if workers else None
+            return None
+        victim = poll(running_child_worker, "a Ray worker running a child trial", p, log)
         os.kill(victim, signal.SIGKILL)      # a process this test started (a descendant of its driver)
         assert p.wait(timeout=240) == 0, (tmp_path / "log.txt").read_text()[-3000:]
     finally:

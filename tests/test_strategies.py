@@ -98,6 +98,7 @@ SECTIONS = {
     "evolution": {"name": "evolution", "population_size": 4, "sample_size": 2},
     "pareto": {"name": "pareto", "candidates": 6, "accept": 2},
     "tpe": {"name": "tpe", "n_startup_trials": 3},
+    "gp": {"name": "gp", "parents": 2, "candidates_per_parent": 3},
 }
 
 
@@ -241,7 +242,7 @@ def test_bad_names_and_knobs_name_the_key_and_the_close_match():
         check_section({"name": "hill_climbing"})
     with pytest.raises(StrategyError, match=r"strategy.childs.*did you mean 'strategy.children'"):
         check_section({"name": "hill_climb", "childs": 3})
-    with pytest.raises(StrategyError, match=r"strategy.children' must be int"):
+    with pytest.raises(StrategyError, match=r"strategy.children' must be an integer, got 'four'"):
         check_section({"name": "hill_climb", "children": "four"})
-    with pytest.raises(StrategyError, match=r"'strategy.cost' must be 'params' or 'flops'"):
+    with pytest.raises(StrategyError, match=r"'strategy.cost': unknown value 'latency'; choose from: flops, params"):
         build_strategy({"name": "pareto", "cost": "latency"}, FakeMutator({}), 0)

@@ -45,6 +45,44 @@ def test_cosine_and_constant_schedules():
     assert _lr(dataclasses.replace(s, schedule="constant"), 70, 100) == 0.2
 
 
+def _sgdr(epochs: int, spe: int, **kw) -> list[float]:
+    s = TrainSpec(epochs=epochs, lr=0.4, schedule="sgdr", **kw)
+    return [_lr(s, i, epochs * spe, spe) for i in range(epochs * spe)]
+
+
+def test_sgdr_restarts_the_cosine_per_step():
+    # restart every epoch (4 steps per epoch): 0.4 * (1 + cos(pi * k / 4)) / 2 for k = 0..3, then again
+    cycle = [0.4, 0.2 + 0.2 * math.cos(math.pi / 4), 0.2, 0.2 - 0.2 * math.cos(math.pi / 4)]
+    assert _sgdr(3, 4, restart_epochs=1) == pytest.approx(cycle * 3, abs=1e-15)
+    # periods 1, 2, 4 epochs (2 steps each): cycles of 2, 4, 8 steps; the last one is cut short
+    lrs = _sgdr(5, 2, restart_epochs=1, restart_mult=2)
+    want = [0.2 * (1 + math.cos(math.pi * k / n)) for n, ks in ((2, range(2)), (4, range(4)), (8, range(4)))
+            for k in ks]
+    assert lrs == pytest.approx(want, abs=1e-15)
+    assert [i for i, v in enumerate(lrs) if v == 0.4] == [0, 2, 6]
+    # without restart_epochs: one cycle, the same numbers as cosine
+    s = TrainSpec(epochs=2, lr=0.4)
+    assert _sgdr(2, 5) == [_lr(s, i, 10) for i in range(10)]
+
+
+def test_bad_schedules_are_one_line_errors():
+    from morphnas.search.train import TrainError
+    with pytest.raises(TrainError, match=r"schedule 'sgdrr' is unknown; did you mean 'sgdr'"):
+        TrainSpec(epochs=1, lr=0.1, schedule="sgdrr")
+    with pytest.raises(TrainError, match=r"restart_epochs must be >= 1, got 0"):
+        TrainSpec(epochs=1, lr=0.1, schedule="sgdr", restart_epochs=0)
+    with pytest.raises(TrainError, match=r"restart_mult must be >= 1, got 0"):
+        TrainSpec(epochs=1, lr=0.1, schedule="sgdr", restart_epochs=1, restart_mult=0)
+
+
+def test_sgdr_training_reports_the_restarted_lr(digits):
+    net = create_network("tiny_resnet", num_classes=10)
+    spec = TrainSpec(epochs=2, lr=0.1, schedule="sgdr", restart_epochs=1)
+    _, reps = train(net, digits, spec, seed=0)
+    spe = math.ceil(400 / 64)
+    assert [r.lr for r in reps] == [pytest.approx(0.05 * (1 + math.cos(math.pi * (spe - 1) / spe)))] * 2
+
+
 def test_a_diverging_loss_raises(digits):
     net = create_network("small_cnn", num_classes=10)
     with pytest.raises(Diverged, match=r"training loss became (nan|inf)"):

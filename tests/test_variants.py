@@ -10,12 +10,23 @@ from morphnas.spaces.registry import UnknownName, create_seed
 from morphnas.spaces.variants import (PAPER_VARIANTS, VariantNameError, VariantSpec, derive_variant,
                                       parse_variant)
 
-# Blocks the paper morphs: index >= 1 within each stage (odd indices only for _half).
-EXPECTED_BLOCKS = {
-    "morph20_1c1": 6, "morph20_3c1": 6, "morph20_3c3": 6, "morph20_1c1_2branch": 6,
-    "morph56_1c1": 24, "morph56_1c1_half": 12, "morph110_1c1": 51, "morph110_1c1_half": 27,
-    "morph18_1c1": 4, "morph34_1c1": 12,
-}
+# Blocks per stage of the seeds: CIFAR ResNet-<depth> has (depth - 2) / 6 in each of 3 stages;
+# ImageNet ResNet-18/34 have torchvision's [2, 2, 2, 2] and [3, 4, 6, 3].
+STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+def expected_blocks(name: str) -> int:
+    """Blocks the paper morphs, from the definition: index >= 1 within each stage (odd indices only
+    for _half)."""
+    spec = parse_variant(name)
+    stages = STAGE_BLOCKS.get(spec.depth) or (((spec.depth - 2) // 6,) * 3)
+    return sum(sum(1 for i in range(1, n) if not spec.half or i % 2 == 1) for n in stages)
+
+
+def test_expected_blocks_formula():
+    # ResNet-110: 18 blocks a stage, 17 morphed (9 odd); the paper's table lists these networks.
+    assert [expected_blocks(n) for n in ("morph110_1c1", "morph110_1c1_half", "morph20_1c1", "morph34_1c1")] == [
+        3 * 17, 3 * 9, 3 * 2, 2 + 3 + 5 + 2]
 
 
 def test_parse_names():
@@ -47,7 +58,7 @@ def test_paper_variant_preserves_its_seed(name):
     seed = create_seed(spec.seed_name)
     assert variant.meta["name"] == name and variant.meta["variant"]["seed"] == spec.seed_name
     morphed = variant.meta["variant"]["morphed_blocks"]
-    assert len(morphed) == EXPECTED_BLOCKS[name]
+    assert len(morphed) == expected_blocks(name)
     blocks = {b["name"]: b for b in seed.meta["blocks"]}
     assert all(spec.selects(blocks[s.rsplit(".", 1)[0]]) for s in morphed)
     # Structure of every morphed block: the new convs have kernels k1, k2 at the block width.

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import NotApplicable
+from ..errors import NotApplicable, did_you_mean
 from ..graph import Network
 from ..layers import Conv2d
 from .reduce import Reduction, is_simple_morphable, reduce_module
-from .solve import ModuleSolution, solve_module
-from .spec import ModuleSpec, ModuleSpecError, as_module_spec, load_module_spec, parse_module_spec
+from .build import build_module
+from .library import as_module_spec
+from .solve import ITERATIONS, ModuleSolution, solve_module
+from .spec import ModuleSpec, ModuleSpecError, load_module_spec, parse_module_spec
 
 
 def check_conv(net: Network, edge: str) -> Conv2d:
     """The conv at ``edge``, or :class:`NotApplicable` saying why a module cannot replace it."""
-    if not net.has_edge(edge):
-        net.edge(edge)  # raises with close-match suggestions
+    if not isinstance(edge, str) or not net.has_edge(edge):
+        raise NotApplicable(f"no edge named {edge!r} in the network"
+                            f"{did_you_mean(edge, net.edge_names(), n=3, known=None)}; the module op replaces a conv")
     layer = net.edge(edge).layer
     if not isinstance(layer, Conv2d):
         raise NotApplicable(f"edge {edge!r} is a {layer.kind}, not a conv2d; the module op replaces a conv")
@@ -39,7 +42,7 @@ def check_conv(net: Network, edge: str) -> Conv2d:
 
 
 def morph_to_module(net: Network, edge: str, module: ModuleSpec | dict | str | Path, widen: bool = True,
-                    time_budget: float = 20.0, tol: float = 1e-6, seed: int = 0
+                    iterations: int = ITERATIONS, tol: float = 1e-6, seed: int = 0
                     ) -> tuple[Network, ModuleSolution, tuple[str, ...]]:
     """Replace conv ``edge`` of ``net`` by ``module``, preserving the network's function.
 
@@ -48,7 +51,6 @@ def morph_to_module(net: Network, edge: str, module: ModuleSpec | dict | str | P
     a module whose effective kernel is smaller than the conv's, or fixed widths that no solver makes
     exact within ``tol`` (the message gives the residual reached and the widths that would work).
     """
-    from .build import build_module
     spec = as_module_spec(module)
     conv = check_conv(net, edge)
     weight = net.params[edge]["weight"]
@@ -58,7 +60,7 @@ def morph_to_module(net: Network, edge: str, module: ModuleSpec | dict | str | P
     pad = conv.padding + spec.effective_kernel // 2 - conv.kernel_size // 2
     if pad < 0:
         raise NotApplicable(f"conv {edge!r} has padding {conv.padding}; the module needs a non-negative pad")
-    sol = solve_module(spec, weight, widen=widen, time_budget=time_budget, tol=tol, seed=seed)
+    sol = solve_module(spec, weight, widen=widen, iterations=iterations, tol=tol, seed=seed)
     child, new = build_module(net, edge, sol)
     return child, sol, new
 

@@ -24,16 +24,10 @@ from typing import cast
 import torch
 
 from ..graph import Network
-from ..layers import BatchNorm2d, Conv2d, Crop, LayerSpec, PAct, Pad, PReLU
-from ..ops._identity import bn_identity_params
+from ..layers import Conv2d, Crop, LayerSpec, PAct, Pad, PReLU
+from ..identity import identity_bn_unit_gamma
 from .solve import ModuleSolution
 
-
-def identity_bn(channels: int, dtype: torch.dtype) -> tuple[BatchNorm2d, dict[str, torch.Tensor]]:
-    """An identity BN whose running variance is ``1 - eps``, so that gamma = sqrt(var + eps) = 1."""
-    bn = BatchNorm2d(channels)
-    var = torch.full((channels,), 1.0 - bn.eps, dtype=torch.float64)
-    return bn, bn_identity_params(channels, dtype, var=var, eps=bn.eps)
 
 
 def build_module(net: Network, edge: str, sol: ModuleSolution) -> tuple[Network, tuple[str, ...]]:
@@ -84,7 +78,7 @@ def build_module(net: Network, edge: str, sol: ModuleSolution) -> tuple[Network,
                 if me.name == bias_edge and bias is not None:   # bias_edge is None without a bias
                     params["bias"] = bias.detach().clone()
             elif kind == "bn":
-                layer, params = identity_bn(cout, dtype)
+                layer, params = identity_bn_unit_gamma(cout, dtype)
             elif act is None:   # only "act" stages carry an activation
                 raise RuntimeError(f"module edge {me.name!r}: activation stage without an activation")
             elif act.fn == "prelu":

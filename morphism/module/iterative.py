@@ -4,22 +4,21 @@ Used only when the module's widths are pinned (or widening is off) and no one-sh
 Measured here (docs/design.md, "Numerics"): the paper's one-filter-at-a-time loop stalls at 1e-2–1e-1; alternating
 joint cut solves do better but also stall; LM reaches 1e-8–1e-12 on width-8 modules within seconds
 to minutes and is infeasible from width ~32 on (its Jacobian has (C_out C_in K²) x (#params)
-entries). Both run under a wall-clock budget and return the best filters seen.
+entries). Both run under an *iteration* budget (never a wall-clock one, so a replay on another
+machine reproduces the filters bit for bit) and return the best filters seen.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
-from ..filters import pad_to
-from ..filters import compose
+from ..filters import compose, pad_to
 from .linalg import (FilterGraph, blob_functions, module_filter, rel_residual, solve_sink_cut, solve_source_cut,
                      transpose)
 
 LM_MAX_ENTRIES = 40_000_000   # Jacobian entries (rows x params) LM may build: ~320 MB in float64
-LM_FLOPS = 1e10               # conservative float64 rate of one busy core, to plan a step
+LM_STEP_FLOPS = 2e10          # one LM step may cost at most this (a few seconds on one core)
 
 
 @dataclass
@@ -30,14 +29,14 @@ class IterResult:
     iterations: int
 
 
-def alternate(g: FilterGraph, target: torch.Tensor, filters: dict[str, torch.Tensor], deadline: float,
-              goal: float, max_sweeps: int = 50) -> IterResult:
+def alternate(g: FilterGraph, target: torch.Tensor, filters: dict[str, torch.Tensor], max_sweeps: int,
+              goal: float) -> IterResult:
     """Alternate joint least-squares solves of the sink cut and the source cut."""
     best = dict(filters)
     best_res = rel_residual(target, module_filter(g, filters))
     cur = dict(filters)
     sweeps = 0
-    while sweeps < max_sweeps and time.monotonic() < deadline and best_res > goal:
+    while sweeps < max_sweeps and best_res > goal:
         prev = best_res
         for solve in (solve_sink_cut, solve_source_cut):
             cur.update(solve(g, cur, target))
@@ -51,8 +50,9 @@ def alternate(g: FilterGraph, target: torch.Tensor, filters: dict[str, torch.Ten
 
 
 def levenberg_marquardt(g: FilterGraph, target: torch.Tensor, filters: dict[str, torch.Tensor],
-                        deadline: float, goal: float) -> IterResult | None:
-    """Damped Gauss–Newton on all filters jointly; None when the Jacobian would be too large."""
+                        max_steps: int, goal: float) -> IterResult | None:
+    """Damped Gauss–Newton on all filters jointly, at most ``max_steps`` steps; None when the
+    Jacobian or one step would be too large."""
     names = [e.name for e in g.edges]
     shapes = [filters[n].shape for n in names]
     sizes = [s.numel() for s in shapes]
@@ -62,8 +62,8 @@ def levenberg_marquardt(g: FilterGraph, target: torch.Tensor, filters: dict[str,
     m = t.numel()
     if m * n > LM_MAX_ENTRIES:
         return None
-    if 2.0 * m * n * min(m, n) / LM_FLOPS > deadline - time.monotonic():
-        return None   # not even one step fits the budget (a step cannot be interrupted)
+    if 2.0 * m * n * min(m, n) > LM_STEP_FLOPS:
+        return None   # one step would take too long (a step cannot be interrupted)
 
     def unflat(p: torch.Tensor) -> dict[str, torch.Tensor]:
         return {nm: c.reshape(s) for nm, c, s in zip(names, torch.split(p, sizes), shapes)}
@@ -76,7 +76,7 @@ def levenberg_marquardt(g: FilterGraph, target: torch.Tensor, filters: dict[str,
     tn = t.norm().item() or 1.0
     lam = 1e-3
     it = 0
-    while time.monotonic() < deadline and r.norm().item() / tn > goal:
+    while it < max_steps and r.norm().item() / tn > goal:
         j = jacobian(g, unflat(p))
         it += 1
         small = m <= n   # damp the smaller normal matrix: J Jᵀ (m x m) or Jᵀ J (n x n)
@@ -84,7 +84,7 @@ def levenberg_marquardt(g: FilterGraph, target: torch.Tensor, filters: dict[str,
         rhs = r if small else j.T @ r
         scale = a.diagonal().mean()
         improved = False
-        while time.monotonic() < deadline and lam <= 1e8:
+        while lam <= 1e8:
             chol, info = torch.linalg.cholesky_ex(a + (lam * scale) * torch.eye(a.shape[0], dtype=a.dtype))
             if int(info) == 0:
                 sol = torch.cholesky_solve(rhs[:, None], chol)[:, 0]
@@ -127,14 +127,14 @@ def jacobian(g: FilterGraph, filters: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat(cols, 1)
 
 
-def fit(g: FilterGraph, target: torch.Tensor, filters: dict[str, torch.Tensor], budget: float,
+def fit(g: FilterGraph, target: torch.Tensor, filters: dict[str, torch.Tensor], iterations: int,
         goal: float) -> IterResult:
-    """Alternating solves for a third of the budget, then LM (when it fits) for the rest."""
-    start = time.monotonic()
-    res = alternate(g, target, filters, start + budget / 3, goal)
+    """Alternating solves (at most ``min(50, iterations)`` sweeps), then LM (when it fits) for at most
+    ``iterations`` steps."""
+    res = alternate(g, target, filters, min(50, iterations), goal)
     if res.residual <= goal:
         return res
-    lm = levenberg_marquardt(g, target, res.filters, start + budget, goal)
+    lm = levenberg_marquardt(g, target, res.filters, iterations, goal)
     if lm is not None and lm.residual < res.residual:
         lm.method = f"{res.method} ({res.iterations} sweeps), then {lm.method} ({lm.iterations} steps)"
         return lm

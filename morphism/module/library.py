@@ -1,12 +1,15 @@
-"""Built-in modules by name, so the ``module`` op works without a file (``module=D``).
+"""Built-in modules by name, so the ``module`` op works without a file (``module=D``), and
+:func:`as_module_spec`, which resolves any way of naming a module (spec, mapping, JSON, file, name).
 
 The same modules ship as YAML in ``configs/modules/`` for users to copy and edit.
 """
 from __future__ import annotations
 
-import difflib
+import json
+from pathlib import Path
 
-from .spec import ModuleSpec, ModuleSpecError, parse_module_spec
+from ..errors import did_you_mean
+from .spec import ModuleSpec, ModuleSpecError, load_module_spec, parse_module_spec
 
 
 def _edges(*rows):
@@ -35,8 +38,27 @@ MODULES: dict[str, dict] = {
 
 def builtin_module(name: str) -> ModuleSpec:
     if name not in MODULES:
-        close = difflib.get_close_matches(name, MODULES, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ModuleSpecError(f"module {name!r} is neither a file nor a built-in module; {hint}"
+        hint = did_you_mean(name, MODULES, known=None)
+        raise ModuleSpecError(f"module {name!r} is neither a file nor a built-in module{hint + ' ' if hint else '; '}"
                               f"built-in: {', '.join(MODULES)}; or pass a .yaml/.json module file")
     return parse_module_spec(MODULES[name], where=f"built-in module {name!r}")
+
+
+def as_module_spec(spec: "ModuleSpec | dict | str | Path") -> ModuleSpec:
+    """Accept a spec, a mapping, inline JSON (``'{"edges": [...]}'``), a path to a module file, or the
+    name of a built-in module (:mod:`.library`)."""
+    if isinstance(spec, ModuleSpec):
+        return spec
+    if isinstance(spec, dict):
+        return parse_module_spec(spec)
+    text = str(spec).strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ModuleSpecError(f"inline module JSON is not valid: {err}") from None
+        return parse_module_spec(data, where="inline module")
+    p = Path(text)
+    if p.suffix.lower() in (".yaml", ".yml", ".json") or p.exists() or "/" in text:
+        return load_module_spec(p)
+    return builtin_module(text)

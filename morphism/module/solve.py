@@ -5,7 +5,8 @@ least-squares over a *cut* (the edges into the sink, or out of the source) with 
 fixed at random, then expand each solved remainder edge by forward atomic morphs
 (:class:`~.factor.Realizer`). Internal blobs are widened to the capacity the cut needs unless pinned
 (widening is function-preserving: internal blobs are free). With fixed widths and no exact one-shot
-cut, an iterative fit runs under ``time_budget``; if it does not reach ``tol`` the module is refused
+cut, an iterative fit runs for at most ``iterations`` steps (an iteration budget, not a wall-clock one,
+so a replay reproduces the filters bit for bit); if it does not reach ``tol`` the module is refused
 with the residual reached and the widths that make it exact.
 
 Everything is float64; every solve's residual is checked (never trust a solver's silence).
@@ -26,6 +27,9 @@ from .iterative import fit
 from .linalg import FilterGraph, GEdge, module_filter, rebalance, rel_residual, solve_sink_cut, solve_source_cut
 from .reduce import Leaf, Reduction, reduce_module
 from .spec import ModuleSpec
+
+
+ITERATIONS = 300   # default iteration budget of the fixed-width fallback
 
 
 @dataclass(frozen=True)
@@ -114,12 +118,13 @@ def _solve_remainder(real: Realizer, red: Reduction, target: torch.Tensor) -> No
     raise Stuck(f"no cut of the remainder is exact at these widths (best one-shot residual {best:.2e})", best)
 
 
-def solve_module(module: ModuleSpec, target: torch.Tensor, widen: bool = True, time_budget: float = 20.0,
+def solve_module(module: ModuleSpec, target: torch.Tensor, widen: bool = True, iterations: int = ITERATIONS,
                  tol: float = 1e-6, seed: int = 0, widths: dict[str, int] | None = None) -> ModuleSolution:
     """Find filters for ``module`` computing the conv filter ``target`` ``(C_out, C_in, k, k)``.
 
     Raises :class:`NotApplicable` when the module's effective kernel is smaller than ``k`` (no
-    module can then compute the conv) or when, with fixed widths, nothing reaches ``tol``.
+    module can then compute the conv), when its joint solve would be too large to run in a few
+    seconds (:func:`check_solve_size`), or when, with fixed widths, nothing reaches ``tol``.
     """
     start = time.monotonic()
     target = target.detach().to(torch.float64)
@@ -131,13 +136,14 @@ def solve_module(module: ModuleSpec, target: torch.Tensor, widen: bool = True, t
     g_k = pad_to(target, kk)
     red = reduce_module(module)
     w0 = widths or initial_widths(module, cin, cout)
+    check_solve_size(module, red, w0, cin, cout)
     pinned = set(module.pinned_widths())
     gen = torch.Generator().manual_seed(int(seed))
     best: ModuleSolution | None = None
     # Exact in float64 is not enough: the filters are stored in the network's float32, and a badly
     # conditioned split amplifies that rounding. A little extra width conditions the solves.
     for margin in (MARGINS if widen else (0.0,)):
-        sol = _attempt(module, red, target, g_k, w0, pinned, widen, margin, gen, start, time_budget, tol, seed)
+        sol = _attempt(module, red, target, g_k, w0, pinned, widen, margin, gen, iterations, tol, seed)
         if best is None or sol.residual_f32 < best.residual_f32:
             best = sol
         if sol.residual_f32 <= F32_OK or sol.mode == "approximate":
@@ -148,8 +154,8 @@ def solve_module(module: ModuleSpec, target: torch.Tensor, widen: bool = True, t
         # One-shot cuts can need far more width than an exact solution has (e.g. when every cut ends
         # in 1x1 edges); the iterative fit may find one at the given widths within part of the budget.
         try:
-            narrow = _attempt(module, red, target, g_k, w0, pinned, False, 0.0, gen, time.monotonic(),
-                              min(time_budget / 4, NARROW_BUDGET), EXACT, seed, refuse=False)
+            narrow = _attempt(module, red, target, g_k, w0, pinned, False, 0.0, gen,
+                              min(iterations // 4, NARROW_ITERATIONS), EXACT, seed, refuse=False)
             if narrow is not None and narrow.mode == "exact-dense" and narrow.residual_f32 <= F32_OK:
                 best = narrow
         except NotApplicable:
@@ -159,11 +165,35 @@ def solve_module(module: ModuleSpec, target: torch.Tensor, widen: bool = True, t
 
 MARGINS = (0.0, 0.25, 0.5)
 WIDE = 3          # widening beyond this factor makes the solver also try the fixed widths iteratively
-NARROW_BUDGET = 5.0   # seconds at most for that try
+NARROW_ITERATIONS = 50   # iterations at most for that try
 F32_OK = 1e-6     # relative filter residual after rounding the filters to float32
+MAX_SOLVE_FLOPS = 2e10   # the largest joint cut solve accepted up front (a few seconds on one core)
 
 
-def _attempt(module, red, target, g_k, w0, pinned, widen, margin, gen, start, time_budget, tol, seed,
+def check_solve_size(module: ModuleSpec, red: Reduction, widths: dict[str, int], cin: int, cout: int) -> None:
+    """Refuse (``NotApplicable``, naming the size and the limit) a module whose irreducible remainder
+    needs a joint least-squares solve too large to finish in a few seconds, before building it.
+
+    The cheaper of the two cuts at the starting widths: ``m`` equations per output row (the target's
+    ``C·K²``), ``n`` unknowns (every cut edge's ``C·k²``), about ``m·n·min(m, n)`` flops; widening
+    only grows it. A simple-morphable module needs no joint solve (atomic morphs only).
+    """
+    if red.simple:
+        return
+    kk2 = module.effective_kernel ** 2
+    costs = []
+    for m, cut in ((cin * kk2, [n for n in red.remainder if n.dst == module.sink]),
+                   (cout * kk2, [n for n in red.remainder if n.src == module.source])):
+        n = sum(widths[x.src if x.dst == module.sink else x.dst] * x.kernel ** 2 for x in cut)
+        costs.append((m * n * min(m, n), m, n))
+    flops, m, n = min(costs)
+    if flops > MAX_SOLVE_FLOPS:
+        raise NotApplicable(f"module {module.name!r} on a {cout}x{cin} conv needs a {m}x{n} joint least-squares "
+                            f"solve (~{flops:.1e} flops), above the limit of {MAX_SOLVE_FLOPS:.0e}; use a "
+                            "simple-morphable module (e.g. 1c1) or a narrower conv")
+
+
+def _attempt(module, red, target, g_k, w0, pinned, widen, margin, gen, iterations, tol, seed,
              refuse=True):
     """One solve at a width margin: structured (reduce, cut, atomic splits), else the iterative fit at
     the widths reached; refuses (or returns None with ``refuse=False``) above ``tol``."""
@@ -173,18 +203,17 @@ def _attempt(module, red, target, g_k, w0, pinned, widen, margin, gen, start, ti
         _solve_remainder(real, red, g_k)
         filters, fw = real.filters, real.widths
     except Stuck as stuck:
-        budget = max(0.0, time_budget - (time.monotonic() - start))
         fg = module_graph(module, real.widths)
         init = {e.name: real.filters.get(e.name) for e in module.edges}
         fresh = Realizer(dict(real.widths), pinned, False, gen)
         for e in module.edges:
             if init[e.name] is None or tuple(init[e.name].shape[:2]) != (real.widths[e.dst], real.widths[e.src]):
                 init[e.name] = fresh.random_node(Leaf(e.name, e.src, e.dst, e.kernel))
-        it = fit(fg, g_k, init, budget, min(tol, EXACT) * 1e-2)
+        it = fit(fg, g_k, init, iterations, min(tol, EXACT) * 1e-2)
         if it.residual > tol:
             if not refuse:
                 return None
-            raise NotApplicable(_refusal(module, red, target, it, stuck, w0, tol, time_budget, seed)) from None
+            raise NotApplicable(_refusal(module, red, target, it, stuck, w0, tol, iterations, seed)) from None
         filters, fw = it.filters, real.widths
         method = f"iterative fit at fixed widths: {it.method}"
         real.log.append(f"one-shot cut solves not exact ({stuck}); {it.method} reached {it.residual:.2e}")
@@ -196,7 +225,7 @@ def _attempt(module, red, target, g_k, w0, pinned, widen, margin, gen, start, ti
     mode = "approximate" if res > EXACT else ("exact-sparse" if real.sparse else "exact-dense")
     widened = tuple(b for b in module.blobs if fw[b] != w0[b])
     return ModuleSolution(module, {e.name: filters[e.name] for e in module.edges}, dict(fw), res, method, mode,
-                          red.simple, tuple(red.morph_sequence()), tuple(real.log), time.monotonic() - start,
+                          red.simple, tuple(red.morph_sequence()), tuple(real.log), 0.0,
                           widened, res32)
 
 
@@ -205,7 +234,7 @@ def _refusal(module, red, target, it, stuck, w0, tol, budget, seed) -> str:
     free = ModuleSpec(module.name, module.source, module.sink, module.blobs, module.edges, ())
     hint = ""
     try:
-        sol = solve_module(free, target, widen=True, time_budget=0.0, seed=seed, widths=dict(w0))
+        sol = solve_module(free, target, widen=True, iterations=0, seed=seed, widths=dict(w0))
         need = ", ".join(f"{b}={sol.widths[b]}" for b in module.blobs)
         hint = (f"; internal widths {need} make it exact (residual {sol.residual:.1e}): allow widening "
                 "(widen=true) and do not pin those blobs")
@@ -214,4 +243,4 @@ def _refusal(module, red, target, it, stuck, w0, tol, budget, seed) -> str:
     fixed = ", ".join(f"{b}={w0[b]}" for b in module.blobs)
     return (f"module {module.name!r} at fixed internal widths ({fixed}) does not compute the conv: "
             f"{stuck}; the iterative fallback ({it.method}) reached relative residual {it.residual:.2e} "
-            f"within the {budget:g}s budget, above tol={tol:g}{hint}")
+            f"within the {budget}-iteration budget, above tol={tol:g}{hint}")

@@ -22,7 +22,6 @@ undeclared blobs, cycles, extra sources or sinks, blobs off every source-to-sink
 """
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -31,8 +30,8 @@ from typing import Any
 
 import networkx as nx
 
-from ..errors import SpecError
-from ..layers import ACTIVATIONS
+from ..errors import SpecError, did_you_mean
+from ..runtime import ACTIVATIONS
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_KEYS = ("name", "source", "sink", "blobs", "edges")
@@ -142,8 +141,7 @@ class ModuleSpec:
 def _unknown(where: str, keys, allowed) -> None:
     for k in keys:
         if k not in allowed:
-            close = difflib.get_close_matches(str(k), allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; allowed keys: {', '.join(allowed)}"
+            hint = did_you_mean(k, allowed, known=None) or f"; allowed keys: {', '.join(allowed)}"
             raise ModuleSpecError(f"{where}: unknown key {k!r}{hint}")
 
 
@@ -181,8 +179,7 @@ def _act(where: str, value: Any) -> ActSpec | None:
     fn = value.get("fn", "relu")
     known = ["prelu", *ACTIVATIONS]
     if fn not in known:
-        close = difflib.get_close_matches(str(fn), known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+        hint = did_you_mean(fn, known, known=None) or f"; known: {', '.join(known)}"
         raise ModuleSpecError(f"{where}: unknown activation {fn!r}{hint}")
     per_channel = value.get("per_channel", True)
     if not isinstance(per_channel, bool):
@@ -274,9 +271,8 @@ def _check_graph(where: str, edges: list[EdgeSpec], source: str, sink: str, decl
     for e in edges:
         for end, b in (("from", e.src), ("to", e.dst)):
             if declared is not None and b not in known:
-                close = difflib.get_close_matches(b, known, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ModuleSpecError(f"edge {e.name!r}: '{end}' blob {b!r} is not declared; {hint}"
+                hint = did_you_mean(b, known, known=None)
+                raise ModuleSpecError(f"edge {e.name!r}: '{end}' blob {b!r} is not declared{hint + ' ' if hint else '; '}"
                                       f"declare it under 'blobs' or use one of {sorted(known)}")
         if e.dst == source:
             raise ModuleSpecError(f"edge {e.name!r} goes into the source {source!r}; the source has no in-edges")
@@ -315,24 +311,3 @@ def load_module_spec(path: str | Path) -> ModuleSpec:
         raise ModuleSpecError(f"module file {str(p)!r} is not valid {p.suffix.lstrip('.') or 'YAML'}: "
                               f"{str(err).splitlines()[0]}") from None
     return parse_module_spec(data, where=f"module file {p.name!r}")
-
-
-def as_module_spec(spec: "ModuleSpec | dict | str | Path") -> ModuleSpec:
-    """Accept a spec, a mapping, inline JSON (``'{"edges": [...]}'``), a path to a module file, or the
-    name of a built-in module (:mod:`.library`)."""
-    if isinstance(spec, ModuleSpec):
-        return spec
-    if isinstance(spec, dict):
-        return parse_module_spec(spec)
-    text = str(spec).strip()
-    if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ModuleSpecError(f"inline module JSON is not valid: {err}") from None
-        return parse_module_spec(data, where="inline module")
-    p = Path(text)
-    if p.suffix.lower() in (".yaml", ".yml", ".json") or p.exists() or "/" in text:
-        return load_module_spec(p)
-    from .library import builtin_module
-    return builtin_module(text)

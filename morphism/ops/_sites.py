@@ -2,35 +2,35 @@
 close-match suggestions, so the CLI's one-line error tells the user what they probably meant."""
 from __future__ import annotations
 
-import difflib
-
-from ..errors import NotApplicable
+from ..errors import NotApplicable, did_you_mean
 from ..graph import Edge, Network
-from ..layers import (Activation, AvgPool2d, BatchNorm2d, Conv2d, Crop, Dropout, Flatten, GlobalAvgPool, Identity,
-                      Linear, MaxPool2d, Pad, PAct, PReLU)
-
-# Layers whose output has the channel count of their input.
-_PASS_THROUGH = (Activation, PAct, PReLU, Identity, MaxPool2d, AvgPool2d, GlobalAvgPool, Pad, Crop, Dropout)
+from ..layers import BatchNorm2d, Conv2d, Flatten, Linear
 
 
 def require_edge(net: Network, site: str, op: str) -> Edge:
     """The edge named ``site`` or ``NotApplicable`` naming the op and close matches."""
     if not isinstance(site, str) or not net.has_edge(site):
-        close = difflib.get_close_matches(str(site), net.edge_names(), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(site, net.edge_names(), n=3, known=None)
         raise NotApplicable(f"{op}: no edge named {site!r} in the network{hint} "
                             f"(list sites with `morphnas morph NET --op {op} --list-sites`)")
     return net.edge(site)
 
 
-def require_blob(net: Network, site: str, op: str) -> str:
-    """``site`` if it is a blob of ``net``, else ``NotApplicable`` naming the op and close matches."""
-    if not isinstance(site, str) or not net.has_blob(site):
-        close = difflib.get_close_matches(str(site), [str(b) for b in net.graph.nodes], n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise NotApplicable(f"{op}: no blob named {site!r} in the network{hint} "
+def require_blob(net: Network, site: str, op: str, *, inner: bool = False) -> str:
+    """The blob a blob site names, else ``NotApplicable`` naming the op and close matches.
+
+    With ``inner`` (ops that insert after a blob) the site may be written ``blob:NAME`` and the
+    network's input and output blobs are refused; without it the site is a plain blob name.
+    """
+    name = site[5:] if inner and isinstance(site, str) and site.startswith("blob:") else site
+    if not isinstance(name, str) or not net.has_blob(name):
+        hint = did_you_mean(name, [str(b) for b in net.graph.nodes], n=3, known=None)
+        raise NotApplicable(f"{op}: no blob named {name!r} in the network{hint} "
                             f"(list sites with `morphnas morph NET --op {op} --list-sites`)")
-    return site
+    if inner and name in (net.input_blob, net.output_blob):
+        which = "input" if name == net.input_blob else "output"
+        raise NotApplicable(f"{op}: blob {name!r} is the network's {which}; choose an inner blob")
+    return name
 
 
 def feature_channels(net: Network, blob: str) -> int | None:
@@ -54,7 +54,7 @@ def feature_channels(net: Network, blob: str) -> int | None:
             return layer.num_features
         if isinstance(layer, (Linear, Flatten)):
             return None
-        if not isinstance(layer, _PASS_THROUGH):
+        if not layer.keeps_channels:
             break
         b = ins[0].src
     shape = net.shapes()[blob]

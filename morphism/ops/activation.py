@@ -13,7 +13,7 @@ Edges into the network's output are not sites for insertion. Both forms are exac
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
@@ -21,15 +21,17 @@ import torch
 
 from ..errors import NotApplicable
 from ..graph import Network
-from ..layers import ACTIVATIONS, Activation, PAct, PReLU
-from ._identity import insert_after_blob, resolve_blob_site
-from ._sites import require_edge
-from .base import MorphOp
+from ..layers import Activation, PAct, PReLU
+from ..runtime import ACTIVATIONS
+from ._splice import insert_after_blob
+from ._sites import require_blob, require_edge
+from ..schema import rule
+from .base import MorphOp, register_op
 
 
 @dataclass(frozen=True)
 class ActivationParams:
-    fn: str = "relu"            # the inserted activation's phi (blob sites)
+    fn: str = field(default="relu", metadata=rule(choices=tuple(ACTIVATIONS)))   # the inserted activation's phi
     per_channel: bool = True    # one a per channel (else a scalar)
     insert: bool = False        # at an activation edge: insert after it instead of replacing it
 
@@ -39,6 +41,7 @@ class ActivationOp(MorphOp):
     site_kind = "edge"
     description = "replace an activation by its parametric form, or insert a parametric one (a = 1) after an edge"
     Params = ActivationParams
+    order = 60
 
     def sites(self, net: Network) -> list[str]:
         return sorted(e.name for e in net.edges()
@@ -47,7 +50,7 @@ class ActivationOp(MorphOp):
     def _target(self, net: Network, site: str, p: ActivationParams) -> tuple[str, str]:
         """('edge', edge name) to replace, or ('blob', blob name) to insert after."""
         if isinstance(site, str) and site.startswith("blob:"):
-            return "blob", resolve_blob_site(net, site, self.name)
+            return "blob", require_blob(net, site, self.name, inner=True)
         e = require_edge(net, site, self.name)
         if isinstance(e.layer, (Activation, PReLU)) and not p.insert:
             return "edge", site
@@ -60,11 +63,6 @@ class ActivationOp(MorphOp):
         kind, name = self._target(net, site, params)
         if kind == "edge":
             return
-        if params.fn not in ACTIVATIONS:
-            import difflib
-            close = difflib.get_close_matches(str(params.fn), ACTIVATIONS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(ACTIVATIONS)}"
-            raise NotApplicable(f"activation: fn={params.fn!r} is not an activation function{hint}")
         shape = net.shapes().get(name, ())
         if len(shape) not in (1, 3):
             raise NotApplicable(f"activation: blob {name!r} has shape {tuple(shape)}; need (C, H, W) or (F,)")
@@ -96,4 +94,4 @@ class ActivationOp(MorphOp):
                        "notes": f"inserted pact({p.fn}) with a = 1 after blob {name!r}"}
 
 
-OP = ActivationOp()
+OP = register_op(ActivationOp())

@@ -20,32 +20,42 @@ stride 2), else on ``F2`` (the last conv). A bias stays on ``F2``. New edges are
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Conv2d, Pad
-from ..solver.decompose import (MODES, decompose, dense_capacity_ok, min_dense_width, recommended_dense_width,
+from ..solver.decompose import (decompose, dense_capacity_ok, min_dense_width, recommended_dense_width,
                                 sparse_ok)
 from ..solver.linsolve import is_centre_only
-from ._identity import Splicer, check_act, identity_activation, identity_bn
+from ..identity import ACT_CHOICES, identity_activation, identity_bn
+from ..schema import rule
+from ._splice import Splicer
 from ._sites import require_edge
-from .base import MorphOp
+from .base import MAX_KERNEL, MAX_NOISE, MAX_WIDTH, MorphOp, odd_kernels, register_op
 
 
 @dataclass(frozen=True)
 class DeepenParams:
-    k1: int | None = None       # first kernel; default: the conv's own kernel size
-    k2: int = 1                 # second kernel; k1 + k2 - 1 >= k
-    mid: int | None = None      # inner width; default: the conv's out channels
+    # first kernel (odd); default: the conv's own kernel size
+    k1: int | None = field(default=None, metadata=rule(ge=1, le=MAX_KERNEL))
+    # second kernel (odd); k1 + k2 - 1 >= k
+    k2: int = field(default=1, metadata=rule(ge=1, le=MAX_KERNEL))
+    # inner width; default: the conv's out channels
+    mid: int | None = field(default=None, metadata=rule(ge=1, le=MAX_WIDTH))
     widen: bool = False         # raise mid (if needed) to a well-conditioned width with an exact dense solution
     bn: bool = True             # insert an identity BN between the convs
-    act: str | None = "relu"    # parametric activation between them (a = 1); "prelu"; None/"none"
-    mode: str = "auto"          # auto | dense | sparse | approx
-    noise: float = 0.01         # approx mode: noise relative to He scale
+    # parametric activation between them (a = 1); "prelu"; None/"none"
+    act: str | None = field(default="relu", metadata=rule(choices=(*ACT_CHOICES, "none")))
+    mode: Literal["auto", "dense", "sparse", "approx"] = "auto"
+    # approx mode: noise relative to He scale
+    noise: float = field(default=0.01, metadata=rule(ge=0, le=MAX_NOISE))
+
+    def _validate(self, where: Any) -> None:
+        odd_kernels("deepen", k1=self.k1, k2=self.k2)
 
 
 def _sizes(layer: Conv2d, p: DeepenParams) -> tuple[int, int, int]:
@@ -81,6 +91,7 @@ class Deepen(MorphOp):
     site_kind = "edge"
     description = "replace a conv by conv k1 -> BN -> act -> conv k2 computing the same filter (NetMorph)"
     Params = DeepenParams
+    order = 10
 
     def sites(self, net: Network) -> list[str]:
         return sorted(e.name for e in net.edges() if self._site_problem(net, e.name) is None)
@@ -105,18 +116,9 @@ class Deepen(MorphOp):
         layer = cast(Conv2d, net.edge(site).layer)   # _site_problem refused anything else
         k1, k2, mid = _sizes(layer, params)
         k = layer.kernel_size
-        if k1 < 1 or k2 < 1 or k1 % 2 == 0 or k2 % 2 == 0:
-            raise NotApplicable(f"deepen at {site!r}: k1={k1} and k2={k2} must be odd and >= 1")
         if k1 + k2 - 1 < k:
             raise NotApplicable(f"deepen at {site!r}: k1 + k2 - 1 = {k1 + k2 - 1} is smaller than the conv's "
                                 f"kernel {k}; choose k1 + k2 - 1 >= {k}")
-        if mid < 1:
-            raise NotApplicable(f"deepen at {site!r}: mid={mid} must be a positive width")
-        if params.mode not in MODES:
-            raise NotApplicable(f"deepen: mode={params.mode!r} is not one of {', '.join(MODES)}")
-        if params.noise < 0:
-            raise NotApplicable(f"deepen: noise={params.noise} must be >= 0")
-        check_act(params.act, self.name)
         cout, cin = layer.out_channels, layer.in_channels
         dense = dense_capacity_ok(cout, cin, k1, k2, mid, k)
         need = min_dense_width(cout, cin, k1, k2, k)
@@ -185,4 +187,4 @@ class Deepen(MorphOp):
                        "new_edges": tuple(sp.new_edges), "removed_edges": (site,), "notes": notes}
 
 
-OP = Deepen()
+OP = register_op(Deepen())

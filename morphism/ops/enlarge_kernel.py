@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
@@ -20,13 +20,16 @@ from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Conv2d
 from ._sites import require_edge
-from .base import MorphOp, zero_fraction
+from ..schema import rule
+from .base import MAX_KERNEL, MAX_NOISE, MorphOp, register_op, zero_fraction
 
 
 @dataclass(frozen=True)
 class EnlargeKernelParams:
-    k: int | None = None     # new kernel size; default: the old one + 2 (same parity, larger)
-    noise: float = 0.0       # > 0: fill the new taps with noise (approximate)
+    # new kernel size; default: the old one + 2 (same parity, larger)
+    k: int | None = field(default=None, metadata=rule(ge=1, le=MAX_KERNEL))
+    # > 0: fill the new taps with noise (approximate), relative to the He scale
+    noise: float = field(default=0.0, metadata=rule(ge=0, le=MAX_NOISE))
 
 
 class EnlargeKernel(MorphOp):
@@ -34,6 +37,7 @@ class EnlargeKernel(MorphOp):
     site_kind = "edge"
     description = "grow a conv's kernel by zero padding the filter (k -> k + 2)"
     Params = EnlargeKernelParams
+    order = 50
 
     def sites(self, net: Network) -> list[str]:
         return sorted(e.name for e in net.edges() if isinstance(e.layer, Conv2d))
@@ -47,8 +51,6 @@ class EnlargeKernel(MorphOp):
         if new <= k or (new - k) % 2:
             raise NotApplicable(f"enlarge_kernel at {site!r}: the new kernel k={new} must be larger than {k} "
                                 f"by an even amount (so the filter stays centred), e.g. k={k + 2}")
-        if params.noise < 0:
-            raise NotApplicable(f"enlarge_kernel: noise={params.noise} must be >= 0")
 
     def _apply(self, net: Network, site: str, p: EnlargeKernelParams, rng: np.random.Generator):
         e = net.edge(site)
@@ -79,4 +81,4 @@ class EnlargeKernel(MorphOp):
                                 + (f"; noise {p.noise:g} on the new taps (relative filter change)" if error else "")}
 
 
-OP = EnlargeKernel()
+OP = register_op(EnlargeKernel())

@@ -15,7 +15,8 @@ error on seeded Gaussian inputs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import networkx as nx
 import numpy as np
@@ -24,8 +25,12 @@ import torch
 from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import BatchNorm2d
-from ._identity import bn_identity_params, feature_blob_sites, insert_after_blob, resolve_blob_site
-from .base import MorphOp
+from ..identity import bn_identity_params
+from ._splice import feature_blob_sites, insert_after_blob
+from ._sites import require_blob
+from ..errors import SpecError
+from ..schema import rule
+from .base import MAX_WIDTH, MorphOp, register_op
 
 MODES = ("exact", "paper")
 STATS = ("auto", "unit", "preceding")
@@ -33,11 +38,21 @@ STATS = ("auto", "unit", "preceding")
 
 @dataclass(frozen=True)
 class InsertBNParams:
-    mode: str = "exact"                       # exact | paper
-    stats: str = "auto"                       # auto | unit | preceding (when mean/var are not given)
+    mode: Literal["exact", "paper"] = "exact"
+    stats: Literal["auto", "unit", "preceding"] = "auto"   # when mean/var are not given
     mean: tuple[float, ...] | None = None     # per-channel running mean to use
     var: tuple[float, ...] | None = None      # per-channel running variance to use
-    eps: float = 1e-5
+    eps: float = field(default=1e-5, metadata=rule(gt=0, le=1))
+
+    def _validate(self, where: Any) -> None:
+        if (self.mean is None) != (self.var is None):
+            raise SpecError("op insert_bn parameters 'mean' and 'var': give both or neither")
+        for key in ("mean", "var"):
+            v = getattr(self, key)
+            if v is not None and len(v) > MAX_WIDTH:
+                raise SpecError(f"op insert_bn parameter {key!r} has {len(v)} values; at most {MAX_WIDTH} channels")
+        if self.var is not None and self.var and min(self.var) < 0:
+            raise SpecError(f"op insert_bn parameter 'var' must be >= 0 per channel, got min {min(self.var)}")
 
 
 def _preceding_bn(net: Network, blob: str):
@@ -52,33 +67,24 @@ class InsertBN(MorphOp):
     site_kind = "blob"
     description = "insert a batch norm after a feature-map blob: identity (exact) or the paper's gamma=1, beta=0"
     Params = InsertBNParams
+    order = 70
 
     def sites(self, net: Network) -> list[str]:
         return feature_blob_sites(net)
 
     def check(self, net: Network, site: str, params: InsertBNParams) -> None:
-        blob = resolve_blob_site(net, site, self.name)
+        blob = require_blob(net, site, self.name, inner=True)
         shape = net.shapes().get(blob, ())
         if len(shape) != 3:
             raise NotApplicable(f"insert_bn: blob {blob!r} has shape {tuple(shape)}, not a (C, H, W) feature map")
-        if params.mode not in MODES:
-            raise NotApplicable(f"insert_bn: mode={params.mode!r} is not one of {', '.join(MODES)}")
-        if params.stats not in STATS:
-            raise NotApplicable(f"insert_bn: stats={params.stats!r} is not one of {', '.join(STATS)}")
         if params.stats == "preceding" and params.mean is None and _preceding_bn(net, blob) is None:
             raise NotApplicable(f"insert_bn: stats=preceding needs blob {blob!r} to come straight out of a BN; "
                                 f"use stats=auto or unit")
-        if params.eps <= 0:
-            raise NotApplicable(f"insert_bn: eps={params.eps} must be > 0")
         c = shape[0]
         for key in ("mean", "var"):
             v = getattr(params, key)
             if v is not None and len(v) != c:
                 raise NotApplicable(f"insert_bn: {key} has {len(v)} values but blob {blob!r} has {c} channels")
-        if (params.mean is None) != (params.var is None):
-            raise NotApplicable("insert_bn: give both mean and var, or neither")
-        if params.var is not None and min(params.var) < 0:
-            raise NotApplicable(f"insert_bn: var must be >= 0, got min {min(params.var)}")
 
     def _stats(self, net: Network, blob: str, c: int, p: InsertBNParams) -> tuple[torch.Tensor, torch.Tensor, str]:
         if p.mean is not None:
@@ -90,7 +96,7 @@ class InsertBN(MorphOp):
         return torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64), "unit"
 
     def _apply(self, net: Network, site: str, p: InsertBNParams, rng: np.random.Generator):
-        blob = resolve_blob_site(net, site, self.name)
+        blob = require_blob(net, site, self.name, inner=True)
         child = net.copy()
         dtype = child.dtype
         c = child.shapes()[blob][0]
@@ -134,4 +140,4 @@ def blob_statistics(net: Network, blob: str, x: torch.Tensor) -> dict[str, tuple
     return {"mean": tuple(y.mean(dim=(0, 2, 3)).tolist()), "var": tuple(y.var(dim=(0, 2, 3), unbiased=False).tolist())}
 
 
-OP = InsertBN()
+OP = register_op(InsertBN())

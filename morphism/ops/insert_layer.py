@@ -11,7 +11,8 @@ one keeps its off-centre taps zero). Record: mode exact-dense / exact-sparse and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,17 +21,23 @@ from ..errors import NotApplicable, PreservationError
 from ..graph import Edge, Network
 from ..layers import Conv2d, LayerSpec
 from ..solver.decompose import well_conditioned
-from ._identity import check_act, feature_blob_sites, identity_activation, identity_bn, insert_after_blob, \
-    resolve_blob_site
-from .base import MorphOp, zero_fraction
+from ..identity import ACT_CHOICES, identity_activation, identity_bn
+from ..schema import rule
+from ._splice import feature_blob_sites, insert_after_blob
+from ._sites import require_blob
+from .base import MAX_KERNEL, MorphOp, odd_kernels, register_op, zero_fraction
 
 
 @dataclass(frozen=True)
 class InsertLayerParams:
-    k: int = 3                  # kernel of the inserted conv (odd)
+    k: int = field(default=3, metadata=rule(ge=1, le=MAX_KERNEL))   # kernel of the inserted conv (odd)
     bn: bool = True             # identity BN after it
-    act: str | None = "relu"    # parametric activation (a = 1); "prelu"; None/"none"
+    # parametric activation (a = 1); "prelu"; None/"none"
+    act: str | None = field(default="relu", metadata=rule(choices=(*ACT_CHOICES, "none")))
     dense: bool = False         # fold a random invertible matrix into the producing conv
+
+    def _validate(self, where: Any) -> None:
+        odd_kernels("insert_layer", k=self.k)
 
 
 def _producer(net: Network, blob: str) -> Edge | None:
@@ -46,24 +53,22 @@ class InsertLayer(MorphOp):
     site_kind = "blob"
     description = "insert an identity conv + BN + parametric activation after a feature-map blob (Net2DeeperNet)"
     Params = InsertLayerParams
+    order = 20
 
     def sites(self, net: Network) -> list[str]:
         return feature_blob_sites(net)
 
     def check(self, net: Network, site: str, params: InsertLayerParams) -> None:
-        blob = resolve_blob_site(net, site, self.name)
+        blob = require_blob(net, site, self.name, inner=True)
         shape = net.shapes().get(blob, ())
         if len(shape) != 3:
             raise NotApplicable(f"insert_layer: blob {blob!r} has shape {tuple(shape)}, not a (C, H, W) feature map")
-        if params.k < 1 or params.k % 2 == 0:
-            raise NotApplicable(f"insert_layer: k={params.k} must be odd and >= 1 (an identity conv is centred)")
-        check_act(params.act, self.name)
         if params.dense and _producer(net, blob) is None:
             raise NotApplicable(f"insert_layer: dense=true needs blob {blob!r} to be made by a single groups=1 conv "
                                 f"(its in-edges: {[e.name for e in net.in_edges(blob)]}); use dense=false")
 
     def _apply(self, net: Network, site: str, p: InsertLayerParams, rng: np.random.Generator):
-        blob = resolve_blob_site(net, site, self.name)
+        blob = require_blob(net, site, self.name, inner=True)
         child = net.copy()
         dtype = child.dtype
         c = child.shapes()[blob][0]
@@ -102,4 +107,4 @@ class InsertLayer(MorphOp):
                        "new_edges": tuple(names), "notes": notes}
 
 
-OP = InsertLayer()
+OP = register_op(InsertLayer())

@@ -10,48 +10,46 @@ Names: with one branch the shortcut keeps its name (now scaled ``s/2``) and the 
 ``layer1.1.morph.conv1`` ...; with two, the shortcut is removed and the paths are
 ``layer1.1.morph0.*`` and ``layer1.1.morph1.*``. (A shortcut not named ``*.shortcut`` gives
 ``<site>_morph*``.) Split and path happen on one copy of the network (one copy per block, not
-two); :func:`morph_blocks` morphs many blocks on a single copy with a single lint, which is how
+two); :func:`morphnas.morphism.blocks.morph_blocks` morphs many blocks on a single copy with a single lint, which is how
 a paper variant (every eligible block of ResNet-110) is best derived.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Identity
-from ..lint import lint
 from ._sites import feature_channels
-from .base import MorphOp, MorphRecord, _jsonable
-from .insert_path import ACTS, MODES, _check_kernels, check_path_site, insert_path_edges, record_fields
+from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op
+from ..schema import rule
+from ._paths import ACTS, check_path_site, insert_path_edges, record_fields
 
 
 class MorphBlock(MorphOp):
     name = "morph_block"
     site_kind = "edge"
     description = "split a block's identity shortcut and morph one (or both) halves into conv-BN-PReLU-conv-BN"
+    order = 100
 
     @dataclass(frozen=True)
     class Params:
-        k1: int = 1
-        k2: int = 1
-        branches: int = 1              # 1: morph_<k1>c<k2>; 2: morph_<k1>c<k2>_2branch
-        mode: str = "auto"             # auto | dense | sparse | approx (see solver.decompose)
-        width: int | None = None       # intermediate width of each path (default: the block's; for
-                                       # mode=dense the smallest width with a dense exact solution)
-        act: str = "prelu"             # prelu | a function name (parametric, a = 1) | none
+        k1: int = field(default=1, metadata=rule(ge=1, le=MAX_KERNEL))   # odd
+        k2: int = field(default=1, metadata=rule(ge=1, le=MAX_KERNEL))   # odd
+        # 1: morph_<k1>c<k2>; 2: morph_<k1>c<k2>_2branch
+        branches: int = field(default=1, metadata=rule(choices=(1, 2)))
+        mode: Literal["auto", "dense", "sparse", "approx"] = "auto"   # see solver.decompose
+        # intermediate width of each path (default: the block's; for mode=dense the smallest width
+        # with a dense exact solution)
+        width: int | None = field(default=None, metadata=rule(ge=1, le=MAX_WIDTH))
+        # prelu | a function name (parametric, a = 1) | none
+        act: str = field(default="prelu", metadata=rule(choices=ACTS))
 
-        def __post_init__(self) -> None:
-            _check_kernels(self.k1, self.k2)
-            if self.branches not in (1, 2):
-                raise ValueError(f"branches must be 1 or 2, got branches={self.branches!r}")
-            if self.mode not in MODES:
-                raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-            if self.act not in ACTS:
-                raise ValueError(f"act must be one of {', '.join(ACTS)}, got {self.act!r}")
+        def _validate(self, where: Any) -> None:
+            odd_kernels("morph_block", k1=self.k1, k2=self.k2)
 
     def sites(self, net: Network) -> list[str]:
         shapes = net.shapes()
@@ -95,24 +93,4 @@ def morph_in_place(child: Network, site: str, params: Any, rng: np.random.Genera
     return record_fields(results, removed=removed, notes=note)
 
 
-def morph_blocks(net: Network, sites: list[str], params: Any = None, seed: int = 0
-                 ) -> tuple[Network, list[MorphRecord]]:
-    """``morph_block`` at every site in turn, on one copy of ``net`` linted once at the end.
-
-    The child and the records are exactly those of ``apply_op(..., "morph_block", sites[i], params,
-    seed=seed + i)`` applied one after the other (so ``replay`` rebuilds it), without a copy and a
-    lint per block: deriving a paper variant of ResNet-110 (51 blocks) this way is several times
-    faster.
-    """
-    p = OP.parse_params(params)
-    child = net.copy()
-    records = []
-    for i, site in enumerate(sites):
-        OP.check(child, site, p)
-        extra = morph_in_place(child, site, p, np.random.default_rng(seed + i))
-        records.append(MorphRecord(op=OP.name, site=site, params=_jsonable(p), seed=seed + i, **extra))
-    lint(child)
-    return child, records
-
-
-OP = MorphBlock()
+OP = register_op(MorphBlock())

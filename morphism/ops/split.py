@@ -8,7 +8,8 @@ part); the second is ``<site>_split``. A bias is split the same way (halved in r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -17,15 +18,17 @@ from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Conv2d, Linear
 from ._sites import require_edge
-from .base import MorphOp, zero_fraction
+from ..schema import rule
+from .base import MorphOp, register_op, zero_fraction
 
 MODES = ("scale", "random")
 
 
 @dataclass(frozen=True)
 class SplitParams:
-    mode: str = "scale"     # scale | random
-    alpha: float = 0.5      # scale mode: share of the first edge, 0 < alpha < 1
+    mode: Literal["scale", "random"] = "scale"
+    # scale mode: share of the first edge (else one edge is zero)
+    alpha: float = field(default=0.5, metadata=rule(gt=0, lt=1, fix="; choose 0 < alpha < 1"))
 
 
 def _he_std(layer) -> float:
@@ -39,6 +42,7 @@ class Split(MorphOp):
     site_kind = "edge"
     description = "replace a conv/linear edge by two parallel edges whose filters sum to it (TYPE-II)"
     Params = SplitParams
+    order = 30
 
     def sites(self, net: Network) -> list[str]:
         return sorted(e.name for e in net.edges() if isinstance(e.layer, (Conv2d, Linear)))
@@ -47,10 +51,6 @@ class Split(MorphOp):
         e = require_edge(net, site, self.name)
         if not isinstance(e.layer, (Conv2d, Linear)):
             raise NotApplicable(f"split: edge {site!r} is a {e.layer.kind}; only conv2d and linear edges split")
-        if params.mode not in MODES:
-            raise NotApplicable(f"split: mode={params.mode!r} is not one of {', '.join(MODES)}")
-        if params.mode == "scale" and not 0.0 < params.alpha < 1.0:
-            raise NotApplicable(f"split: alpha={params.alpha} must satisfy 0 < alpha < 1 (else one edge is zero)")
 
     def _apply(self, net: Network, site: str, p: SplitParams, rng: np.random.Generator):
         e = net.edge(site)
@@ -77,4 +77,4 @@ class Split(MorphOp):
                        "new_edges": (name,), "notes": f"{p.mode} split into {site!r} + {name!r}"}
 
 
-OP = Split()
+OP = register_op(Split())

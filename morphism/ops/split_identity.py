@@ -9,7 +9,7 @@ order of summation at the join can differ in the last bit.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -18,7 +18,8 @@ from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Identity
 from ._sites import require_edge
-from .base import MorphOp
+from ..schema import rule
+from .base import MorphOp, register_op
 
 
 def split_identity_edge(net: Network, site: str, ratio: float = 0.5) -> tuple[str, str]:
@@ -54,14 +55,12 @@ class SplitIdentity(MorphOp):
     name = "split_identity"
     site_kind = "edge"
     description = "split a scaled identity edge (residual shortcut) into two parallel scaled identities"
+    order = 80
 
     @dataclass(frozen=True)
     class Params:
-        ratio: float = 0.5   # share of the scale given to the first branch; 0 < ratio < 1
-
-        def __post_init__(self) -> None:
-            if not 0.0 < self.ratio < 1.0:
-                raise ValueError(f"ratio must satisfy 0 < ratio < 1, got ratio={self.ratio}")
+        # share of the scale given to the first branch
+        ratio: float = field(default=0.5, metadata=rule(gt=0, lt=1, fix="; choose 0 < ratio < 1"))
 
     def sites(self, net: Network) -> list[str]:
         return sorted(e.name for e in net.edges() if isinstance(e.layer, Identity) and e.layer.scale != 0.0)
@@ -77,4 +76,4 @@ class SplitIdentity(MorphOp):
                        "notes": f"scales {sa:g} + {sb:g}"}
 
 
-OP = SplitIdentity()
+OP = register_op(SplitIdentity())

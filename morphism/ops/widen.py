@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,34 +36,27 @@ from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import BatchNorm2d, Conv2d, Linear, PAct, PReLU
 from ._sites import require_blob
-from .base import MorphOp, zero_fraction
-from .channel_groups import ChannelGroup, all_groups, channel_group
+from ..schema import rule
+from .base import MAX_NOISE, MAX_WIDTH, MorphOp, register_op, zero_fraction
+from ..channel_groups import ChannelGroup, all_groups, channel_group
 
 
 class Widen(MorphOp):
     name = "widen"
     site_kind = "blob"
     description = "grow a blob's channel group (Net2WiderNet replication or NetMorph silent units)"
+    order = 40
 
     @dataclass(frozen=True)
     class Params:
-        factor: float = 2.0            # new width = round(factor * width) unless `width` is given
-        width: int | None = None       # the new channel count (> the current one)
-        method: str = "net2net"        # net2net | netmorph
-        split: str = "equal"           # net2net outgoing shares: equal | random (both exact)
-        noise: float = 0.0             # > 0: approximate, relative std of noise on new outgoing weights
-
-        def __post_init__(self) -> None:
-            if self.method not in ("net2net", "netmorph"):
-                raise ValueError(f"method must be 'net2net' or 'netmorph', got {self.method!r}")
-            if self.split not in ("equal", "random"):
-                raise ValueError(f"split must be 'equal' or 'random', got {self.split!r}")
-            if self.width is None and not self.factor > 1.0:
-                raise ValueError(f"factor must be > 1, got factor={self.factor}")
-            if self.width is not None and self.width < 1:
-                raise ValueError(f"width must be a positive channel count, got width={self.width}")
-            if not self.noise >= 0.0:
-                raise ValueError(f"noise must be >= 0, got noise={self.noise}")
+        # new width = round(factor * width) unless `width` is given
+        factor: float = field(default=2.0, metadata=rule(gt=1, le=64, fix="; widen by a factor in (1, 64]"))
+        # the new channel count (> the current one)
+        width: int | None = field(default=None, metadata=rule(ge=1, le=MAX_WIDTH))
+        method: Literal["net2net", "netmorph"] = "net2net"
+        split: Literal["equal", "random"] = "equal"   # net2net outgoing shares (both exact)
+        # > 0: approximate, relative std of noise on new outgoing weights
+        noise: float = field(default=0.0, metadata=rule(ge=0, le=MAX_NOISE))
 
     def sites(self, net: Network) -> list[str]:
         return sorted(b for g in all_groups(net) if not g.problem for b in g.blobs)
@@ -206,4 +199,4 @@ def _resize(layer, out: int | None = None, inp: int | None = None):
     raise TypeError(f"cannot resize a {layer.kind}")  # channel_groups only lists convs and linears here
 
 
-OP = Widen()
+OP = register_op(Widen())

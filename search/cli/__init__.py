@@ -1,7 +1,8 @@
 """The ``morphnas`` command line: one module per command under ``search/cli/``.
 
-Each command module defines ``add_parser(subparsers)`` (registering its arguments and
-``set_defaults(run=...)``). User mistakes raise :class:`MorphnasError` (or ``CLIError``) and end as
+Each command module ``<name>_cmd.py`` registers its ``add_parser(subparsers)`` (its arguments and
+``set_defaults(run=...)``) with :func:`.registry.register_command`; every ``*_cmd`` module is
+imported here, and one that registers nothing is an error naming the file (no silent skips). User mistakes raise :class:`MorphnasError` (or ``CLIError``) and end as
 one line on stderr with exit code 2; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
@@ -9,16 +10,27 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import pkgutil
 import sys
 
 from morphnas.morphism.errors import MorphnasError
 
-# Command modules in the order ``morphnas --help`` lists them; missing ones are not yet built.
-COMMANDS = ("describe", "new", "morph", "verify", "search", "resume", "leaderboard", "dashboard", "export")
+from .registry import COMMANDS, CLIError, Command, register_command
+
+__all__ = ["CLIError", "build_parser", "discover", "main", "register_command"]
 
 
-class CLIError(MorphnasError):
-    """A bad command-line argument (the message names it and the fix)."""
+def discover(package: str = __name__, path: list[str] | None = None) -> list[Command]:
+    """Import every ``*_cmd`` module of ``package``; each must register a command. Returns the
+    commands in ``--help`` order."""
+    for info in sorted(pkgutil.iter_modules(path if path is not None else __path__), key=lambda m: m.name):
+        if not info.name.endswith("_cmd"):
+            continue
+        mod = importlib.import_module(f"{package}.{info.name}")
+        if not any(c.module == mod.__name__ for c in COMMANDS.values()):
+            raise CLIError(f"command module {info.name}.py ({mod.__name__}) registers no command; decorate its "
+                           f"add_parser with @register_command(name, position) or rename the file")
+    return sorted(COMMANDS.values(), key=lambda c: (c.position, c.name))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,14 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="morphnas", description="Neural architecture search by function-preserving network morphism.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}_cmd")
-        except ModuleNotFoundError as e:
-            if e.name == f"{__name__}.{name}_cmd":
-                continue
-            raise
-        mod.add_parser(sub)
+    for command in discover():
+        command.add_parser(sub)
     return parser
 
 

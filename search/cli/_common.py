@@ -5,11 +5,11 @@ Values that argparse would reject with a two-line usage message (a bad ``--class
 """
 from __future__ import annotations
 
-import difflib
-
 import torch
 
-from morphnas.search.cli import CLIError
+from morphnas.morphism.errors import did_you_mean
+
+from .registry import CLIError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -39,6 +39,4 @@ def int_arg(value: str | int | None, flag: str) -> int | None:
 def dtype_arg(value: str) -> torch.dtype:
     if value in DTYPES:
         return DTYPES[value]
-    close = difflib.get_close_matches(value, DTYPES, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise CLIError(f"--dtype must be one of {', '.join(DTYPES)}, got {value!r}; {hint}".rstrip("; ").rstrip())
+    raise CLIError(f"--dtype must be one of {', '.join(DTYPES)}, got {value!r}{did_you_mean(value, DTYPES, known=None)}")

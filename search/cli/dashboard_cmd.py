@@ -6,11 +6,12 @@ import sys
 
 from morphnas.search.rundir import open_run
 
-from . import CLIError
+from .registry import CLIError, register_command
 
 LOCAL = {"127.0.0.1", "localhost", "::1"}
 
 
+@register_command("dashboard", position=80)
 def add_parser(sub) -> None:
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on a run (study, trials, artifacts)",
                        description="Serve optuna-dashboard on a run's study with its artifact store "

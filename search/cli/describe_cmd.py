@@ -12,10 +12,11 @@ from morphnas.morphism.graph import Network
 from morphnas.spaces.counting import count
 from morphnas.spaces.resolve import resolve_network
 
-from . import CLIError
+from .registry import CLIError, register_command
 from ._common import positive_int
 
 
+@register_command("describe", position=10)
 def add_parser(sub) -> None:
     p = sub.add_parser("describe", help="parameters, FLOPs and layout of a network",
                        description="Describe a seed or paper-variant name, a saved network directory, "

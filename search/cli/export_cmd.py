@@ -6,9 +6,10 @@ import json
 
 from morphnas.search.rundir import open_run
 
-from . import CLIError
+from .registry import CLIError, register_command
 
 
+@register_command("export", position=90)
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a run's network as spec + weights + a torch-only loader",
                        description="Write a member (default: the best finished trial) as model.json + weights.pt "

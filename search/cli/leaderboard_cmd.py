@@ -5,11 +5,13 @@ import argparse
 import json
 
 from morphnas.search.leaderboard import Leaderboard, Row
+from morphnas.search.publish import draw_run_plots
 from morphnas.search.rundir import open_run
 
-from . import CLIError
+from .registry import CLIError, register_command
 
 
+@register_command("leaderboard", position=70)
 def add_parser(sub) -> None:
     p = sub.add_parser("leaderboard", help="rank a run's networks by objective (with ops, params, FLOPs)",
                        description="Print a run's members ranked by the (first) objective; failed trials follow.")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top is not None:
         rows = [r for r in rows if r.rank is not None][: args.top]
     if args.plots:
-        files = lb.publish(upload=False)  # the driver alone writes the study
+        files = draw_run_plots(lb, upload=False)  # the driver alone writes the study
     if args.json:
         print(json.dumps([r.to_json() for r in rows], indent=1))
         return 0

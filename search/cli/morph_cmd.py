@@ -18,10 +18,11 @@ from morphnas.morphism.serialize import save_network
 from morphnas.morphism.verify import output_diff
 from morphnas.spaces.resolve import resolve_network
 
-from . import CLIError
+from .registry import CLIError, register_command
 from ._common import int_arg
 
 
+@register_command("morph", position=30)
 def add_parser(sub) -> None:
     p = sub.add_parser("morph", help="apply one function-preserving morph op and save the child",
                        description="Apply a morph op to a network (name or saved directory) and save the result.")

@@ -12,8 +12,11 @@ from morphnas.spaces.counting import count
 from morphnas.spaces.resolve import resolve_network
 
 from ._common import int_arg, positive_int
+from .registry import register_command
 
 
+
+@register_command("new", position=20)
 def add_parser(sub) -> None:
     p = sub.add_parser("new", help="build a network (by name, from a saved one, or torchvision:<model>) and save it",
                        description="Build or copy a network and save it as a directory (network.json + weights.pt).")

@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .registry import register_command
 
+
+@register_command("resume", position=60)
 def add_parser(sub) -> None:
     p = sub.add_parser("resume", help="continue an interrupted search run",
                        description="Continue a search run from its write-ahead state: no finished trial is lost "

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from .registry import register_command
 
+
+@register_command("search", position=50)
 def add_parser(sub) -> None:
     p = sub.add_parser("search", help="start a search run from a YAML config",
                        description="Train the seed, grow children by function-preserving morphs on Ray Tune, "

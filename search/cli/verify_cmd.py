@@ -11,10 +11,11 @@ import json
 from morphnas.morphism.verify import output_diff
 from morphnas.spaces.resolve import resolve_network
 
-from . import CLIError
+from .registry import CLIError, register_command
 from ._common import dtype_arg, int_arg, positive_int
 
 
+@register_command("verify", position=40)
 def add_parser(sub) -> None:
     p = sub.add_parser("verify", help="output difference between two networks (function preservation)",
                        description="Compare two networks (A is the reference) on one random batch in eval mode.")

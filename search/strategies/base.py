@@ -13,25 +13,31 @@ Who calls what, and when (the driver, ``search/loop.py``, is the only caller):
 Strategies are pure logic: networks are reached through a :class:`Mutator` (random actions for a
 parent, fixed-domain parameters -> actions, and the cheap cost of a child), which the driver
 implements with the action space and tests replace by a fake. No Ray, no training here.
+
+A strategy module registers its class with :func:`register_strategy`; the package imports every
+public module of ``strategies/`` (see ``strategies/__init__.py``), so a new strategy is one new
+file. Its ``Params`` is a frozen dataclass checked by :func:`morphnas.morphism.schema.build`
+(bounds as field metadata, ``Literal`` for choices). Search parameters a strategy adds to the
+mutator's (e.g. TPE's ``parent_rank``) are declared by :meth:`Strategy.extra_domains`, so the
+driver gives the leaderboard their fixed domains without knowing any strategy by name.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Protocol, Sequence, TypeVar
 
 import numpy as np
 
+from morphnas.morphism.errors import did_you_mean
+from morphnas.morphism.schema import build
 from morphnas.spaces.actions import Action
 
-from ..config import ConfigError
+from ..errors import StrategyError
 from ..population import Population
 from ..records import Proposal, TrialResult
 
-
-class StrategyError(ConfigError):
-    """A bad strategy name or knob in the config (names the key and the close match)."""
+__all__ = ["Mutator", "Strategy", "StrategyError", "REGISTRY", "register_strategy", "strategy_class",
+           "parse_params"]
 
 
 class Mutator(Protocol):
@@ -99,6 +105,11 @@ class Strategy:
         pass
 
     # --- provided ---------------------------------------------------------------------------
+    def extra_domains(self) -> dict[str, Any]:
+        """Fixed domains of the search params this strategy adds to the mutator's, as plain
+        descriptions (a list of choices or ``{"low": .., "high": ..}``); none by default."""
+        return {}
+
     def objective_values(self, result: TrialResult) -> tuple[float, ...]:
         """The values a finished trial is ranked by (``(val_acc,)`` unless multi-objective)."""
         return result.values[:1]
@@ -124,23 +135,36 @@ class Strategy:
 
 
 def parse_params(cls: type, knobs: dict[str, Any], strategy: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for k, v in knobs.items():
-        if k not in fields:
-            close = difflib.get_close_matches(k, fields, n=1)
-            hint = f"did you mean 'strategy.{close[0]}'? " if close else ""
-            raise StrategyError(f"unknown config key 'strategy.{k}' for strategy {strategy!r}; {hint}"
-                                f"its knobs are {', '.join(fields) or '(none)'}")
-        default = fields[k].default
-        if default is not dataclasses.MISSING and default is not None and v is not None:
-            want = type(default)
-            ok = isinstance(v, want) and not (want is int and isinstance(v, bool)) or (want is float and isinstance(v, int)
-                                                                                    and not isinstance(v, bool))
-            if not ok:
-                raise StrategyError(f"config key 'strategy.{k}' must be {want.__name__}, got {v!r}")
-    p = cls(**knobs)
-    for f in dataclasses.fields(cls):
-        v = getattr(p, f.name)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
-            raise StrategyError(f"config key 'strategy.{f.name}' must be >= 0, got {v!r}")
-    return p
+    """The strategy's checked ``Params`` from its knobs in the ``strategy:`` section."""
+    return build(cls, knobs, "strategy", error=StrategyError, label="config key")
+
+
+# ------------------------------------------------------------------------------------ registry
+REGISTRY: dict[str, type[Strategy]] = {}
+"""Strategy name -> class, filled by :func:`register_strategy` as the strategy modules load."""
+
+S = TypeVar("S", bound=type)
+
+
+def register_strategy(cls: S) -> S:
+    """Class decorator: make ``cls`` selectable as ``strategy.name: <cls.name>``."""
+    name = getattr(cls, "name", "")
+    if not name:
+        raise TypeError(f"strategy class {cls.__qualname__} must set a non-empty class attribute 'name'")
+    other = REGISTRY.get(name)
+    if other is not None and other is not cls:
+        raise TypeError(f"strategy name {name!r} is registered twice ({other.__module__} and {cls.__module__}); "
+                        f"rename one of them")
+    REGISTRY[name] = cls  # type: ignore[assignment]
+    return cls
+
+
+def strategy_class(name: Any) -> type[Strategy]:
+    """The registered class called ``name`` (the strategy modules must be loaded: see the package)."""
+    if not isinstance(name, str) or name not in REGISTRY:
+        raise StrategyError(f"config key 'strategy.name': unknown strategy {name!r}"
+                            f"{did_you_mean(name, REGISTRY, known='choose from')}")
+    return REGISTRY[name]
+
+
+Factory = Callable[[dict[str, Any], Mutator, int], Strategy]

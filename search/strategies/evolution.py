@@ -7,21 +7,24 @@ regularises the search).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from morphnas.morphism.schema import rule
 
 from ..population import Population
 from ..records import Proposal, TrialResult
-from .base import Strategy
+from .base import Strategy, register_strategy
 
 
+@register_strategy
 class Evolution(Strategy):
     name = "evolution"
 
     @dataclass(frozen=True)
     class Params:
-        population_size: int = 8
-        sample_size: int = 3
+        population_size: int = field(default=8, metadata=rule(ge=1))
+        sample_size: int = field(default=3, metadata=rule(ge=1))
 
     def __init__(self, params: Any, mutator: Any, seed: int):
         super().__init__(params, mutator, seed)
@@ -52,5 +55,3 @@ class Evolution(Strategy):
     def _load(self, s: dict[str, Any]) -> None:
         self.alive = list(s["alive"])
 
-
-STRATEGY = Evolution

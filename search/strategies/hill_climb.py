@@ -7,20 +7,23 @@ children are still training: the next generation needs all of their results.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from morphnas.morphism.schema import rule
 
 from ..population import Population
 from ..records import Proposal, TrialResult
-from .base import Strategy
+from .base import Strategy, register_strategy
 
 
+@register_strategy
 class HillClimb(Strategy):
     name = "hill_climb"
 
     @dataclass(frozen=True)
     class Params:
-        children: int = 4
+        children: int = field(default=4, metadata=rule(ge=1))
         keep_parent: bool = True     # the parent stays if no child beats it
 
     def __init__(self, params: Any, mutator: Any, seed: int):
@@ -70,5 +73,3 @@ class HillClimb(Strategy):
         self.issued = list(s["issued"])
         self.results = {k: (tuple(v) if v else None) for k, v in s["results"].items()}
 
-
-STRATEGY = HillClimb

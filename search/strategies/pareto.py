@@ -14,14 +14,16 @@ Accepted proposals wait in ``queue`` (part of the saved state) until a trial slo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
+from morphnas.morphism.schema import rule
+
 from ..population import Population
 from ..records import Proposal, TrialResult
-from .base import Strategy, StrategyError
+from .base import Strategy, register_strategy
 
 
 def kde_density(points: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -38,18 +40,17 @@ def inverse_density_choice(rng: np.random.Generator, costs: np.ndarray, referenc
     return [int(i) for i in rng.choice(len(costs), size=min(k, len(costs)), replace=False, p=w / w.sum())]
 
 
+@register_strategy
 class Pareto(Strategy):
     name = "pareto"
 
     @dataclass(frozen=True)
     class Params:
-        cost: str = "params"        # params | flops
-        candidates: int = 8         # children generated (and costed) per round
-        accept: int = 2             # of which this many are trained
+        cost: Literal["params", "flops"] = "params"
+        candidates: int = field(default=8, metadata=rule(ge=1))   # children generated (and costed) per round
+        accept: int = field(default=2, metadata=rule(ge=1))       # of which this many are trained
 
     def __init__(self, params: Any, mutator: Any, seed: int):
-        if params.cost not in ("params", "flops"):
-            raise StrategyError(f"config key 'strategy.cost' must be 'params' or 'flops', got {params.cost!r}")
         super().__init__(params, mutator, seed)
         self.queue: list[Proposal] = []
         self.objectives = ("val_acc", params.cost)
@@ -92,5 +93,3 @@ class Pareto(Strategy):
     def _load(self, s: dict[str, Any]) -> None:
         self.queue = [Proposal.from_json(p) for p in s["queue"]]
 
-
-STRATEGY = Pareto

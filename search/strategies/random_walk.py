@@ -5,18 +5,20 @@ The baseline every other strategy should beat at the same budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..population import Population
 from ..records import Proposal, TrialResult
-from .base import Strategy
+from .base import Strategy, register_strategy
 
 
+@register_strategy
 class RandomWalk(Strategy):
     name = "random_walk"
 
     @dataclass(frozen=True)
     class Params:
-        parent: str = "random"      # random: any member; latest: the newest member (a single chain)
+        parent: Literal["random", "latest"] = "random"   # random: any member; latest: the newest member (a single chain)
 
     def propose(self, population: Population) -> Proposal | None:
         members = list(population)
@@ -28,5 +30,3 @@ class RandomWalk(Strategy):
     def observe(self, result: TrialResult, population: Population) -> None:
         self.observed += 1
 
-
-STRATEGY = RandomWalk

@@ -13,30 +13,32 @@ sequence as an uninterrupted one would.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import optuna
-from optuna.distributions import IntDistribution, distribution_to_json, json_to_distribution
+from optuna.distributions import distribution_to_json, json_to_distribution
 
+from morphnas.morphism.schema import rule
+
+from ..domains import to_distribution
 from ..population import Population
 from ..records import Proposal, TrialResult
-from .base import Strategy, StrategyError
+from .base import Strategy, register_strategy
 
 
+@register_strategy
 class TPEPolicy(Strategy):
     name = "tpe"
 
     @dataclass(frozen=True)
     class Params:
-        sampler: str = "tpe"         # tpe | random
-        top_k: int = 3               # parent = member at rank parent_rank < top_k
-        n_startup_trials: int = 4
-        max_tries: int = 20          # infeasible asks before giving up on this proposal
+        sampler: Literal["tpe", "random"] = "tpe"
+        top_k: int = field(default=3, metadata=rule(ge=1))              # parent = member at rank parent_rank < top_k
+        n_startup_trials: int = field(default=4, metadata=rule(ge=0))
+        max_tries: int = field(default=20, metadata=rule(ge=1))         # infeasible asks before giving up on a proposal
 
     def __init__(self, params: Any, mutator: Any, seed: int):
-        if params.sampler not in ("tpe", "random"):
-            raise StrategyError(f"config key 'strategy.sampler' must be 'tpe' or 'random', got {params.sampler!r}")
         super().__init__(params, mutator, seed)
         self.seed = seed
         self.asks = 0
@@ -51,8 +53,13 @@ class TPEPolicy(Strategy):
         # Fixed for the whole search (they depend on the seed only), so computed once, on first use:
         # before the seed exists there is nothing to compute them from.
         if self._dists is None:
-            self._dists = {"parent_rank": IntDistribution(0, max(0, self.p.top_k - 1)), **self.mutator.param_space()}
+            extra = {k: to_distribution(k, v) for k, v in self.extra_domains().items()}
+            self._dists = {**extra, **self.mutator.param_space()}
         return self._dists
+
+    def extra_domains(self) -> dict[str, Any]:
+        """``parent_rank``: the parent is the member at this rank by validation accuracy."""
+        return {"parent_rank": {"low": 0, "high": max(0, self.p.top_k - 1)}}
 
     def _sampler(self) -> optuna.samplers.BaseSampler:
         s = (self.seed * 1_000_003 + self.asks) % 2**32
@@ -114,5 +121,3 @@ class TPEPolicy(Strategy):
             trial = self.study.ask(dists)
             self.pending[pid], self._numbers[pid] = dict(trial.params), trial.number
 
-
-STRATEGY = TPEPolicy

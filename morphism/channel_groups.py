@@ -1,7 +1,7 @@
 """Channel groups: the blobs whose channel axes must change together when one of them widens.
 
-Two blobs are tied when an edge between them acts channel by channel (batch norm, activations,
-identities, pooling, pad/crop, dropout, flatten), and every in-edge of a blob writes the same
+Two blobs are tied when an edge between them acts channel by channel (its layer spec declares
+``channelwise``: batch norm, activations, identities, pooling, pad/crop, dropout, flatten), and every in-edge of a blob writes the same
 channels (in-edges sum). So a residual stage, with its identity shortcuts and sums, is one group;
 the convs and linears at its border are its *producers* (they write the group's channels on their
 output axis) and *consumers* (they read them on their input axis).
@@ -16,14 +16,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ..graph import Edge, Network
-from ..layers import (Activation, AvgPool2d, BatchNorm2d, Conv2d, Crop, Dropout, Flatten, GlobalAvgPool,
-                      Identity, Linear, MaxPool2d, Pad, PAct, PReLU)
+from .graph import Edge, Network
+from .layers import Conv2d, Flatten, Linear
 
-# Edges that act on each channel separately: both ends share the channel axis.
-CHANNELWISE = (BatchNorm2d, Activation, PAct, PReLU, Identity, MaxPool2d, AvgPool2d, GlobalAvgPool,
-               Pad, Crop, Dropout, Flatten)
-# Edges that mix channels: they bound a group.
+# Edges that act on each channel separately (both ends share the channel axis) declare
+# ``channelwise = True`` on their layer spec class. Edges that mix channels: they bound a group.
 MIXING = (Conv2d, Linear)
 
 
@@ -83,7 +80,7 @@ def _walk(net: Network, root: str, shapes: dict, mult: dict[str, int] | None):
                 if isinstance(e.layer, Conv2d) and e.layer.groups != 1:
                     problems.append(f"grouped conv {e.name!r} (groups={e.layer.groups}) touches it")
                 continue
-            if not isinstance(e.layer, CHANNELWISE):
+            if not e.layer.channelwise:
                 problems.append(f"edge {e.name!r} ({e.layer.kind}) touches it and has no widening rule")
                 continue
             internal.add(e.name)
