@@ -66,6 +66,8 @@ step leaderboard "Leaderboard and export overhead" stdout \
   "$PY" bench/leaderboard_overhead.py --members 60
 step ray_overhead "Ray Tune per-trial overhead" md \
   "$PY" bench/ray_overhead.py --seconds 30 --out {MD}
+step machinery "Machinery rate vs Ray Tune's limit, CPU use during the quickstart" md \
+  "$PY" bench/machinery_rate.py --children 16 --out {MD}
 step search "Search efficiency at equal compute (smoke test; the full run is in BENCHMARKS.md)" stdout \
   "$PY" bench/search_efficiency.py --quick --jobs 2 --strategies hill_climb,random_walk --out "$OUT/search_quick"
 

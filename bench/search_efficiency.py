@@ -23,7 +23,7 @@ validation-best so far (what the method would report at that point of its budget
   trained from scratch for as many steps as the child's whole lineage (seed + its fine-tunes).
 
 All training uses SGDR (cosine with warm restarts, per step): from scratch with cycles of 1, 2, 4,
-... epochs (so 7 and 31 epochs end a cycle), fine-tunes with 1-epoch cycles at ``--ft-lr-factor``
+... epochs (so 3, 7, 15 and 31 epochs end a cycle), fine-tunes with 1-epoch cycles at ``--ft-lr-factor``
 of the seed's LR. Repetitions differ in seeds *and* in the validation split; mean ± 95% confidence
 interval (t distribution). Writes a markdown report, the raw numbers (JSON) and an anytime plot.
 
@@ -33,7 +33,6 @@ interval (t distribution). Writes a markdown report, the raw numbers (JSON) and 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -357,7 +356,7 @@ def anytime_plot(by_ds: dict[str, list[dict[str, Any]]], path: Path) -> None:
             sd = np.nanstd(y, axis=0, ddof=1) if len(ys) > 1 else np.zeros_like(m)
             h = np.where(n > 1, student.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(np.maximum(n, 1)), 0)
             style = "--" if "halving" in k else ("-." if "scratch" in k or "longer" in k else "-")
-            line, = ax.plot(grid, m, style, label=k, color=plt.cm.tab10(i % 10), lw=1.6)
+            line, = ax.plot(grid, m, style, label=k, color=plt.cm.tab10(i) if i < 10 else "black", lw=1.6)
             ax.fill_between(grid, m - h, m + h, color=line.get_color(), alpha=0.12)
         ax.set_title(f"{ds}: {len(runs)} repetitions, mean and 95% CI")
         ax.set_xlabel("cumulative SGD steps (seed training included)")
@@ -369,6 +368,29 @@ def anytime_plot(by_ds: dict[str, list[dict[str, Any]]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def cycles(epochs: int) -> str:
+    """The SGDR cycle lengths (1, 2, 4, ...) that ``epochs`` epochs of from-scratch training go through."""
+    out, start, n = [], 0, 1
+    while start < epochs:
+        out.append(str(min(n, epochs - start)) + ("" if start + n <= epochs else " (cut)"))
+        start, n = start + n, 2 * n
+    return ", ".join(out)
+
+
+def load_saved(path: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """A finished run's JSON, or the ``_partial.jsonl`` of an interrupted one (its meta rebuilt)."""
+    if path.suffix != ".jsonl":
+        saved = json.loads(path.read_text())
+        return saved["runs"], saved["meta"]
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    by_ds: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(runs, key=lambda r: (r["dataset"] != "mnist5k", r["rep"])):
+        by_ds.setdefault(r["dataset"], []).append(r)
+    meta = json.loads(path.with_name(path.name.replace("_partial.jsonl", "_meta.json")).read_text())
+    meta["command"] += f" (interrupted: {len(runs)} of the planned dataset x repetition runs)"
+    return by_ds, meta
+
+
 def report(by_ds: dict[str, list[dict[str, Any]]], meta: dict[str, Any], plot_name: str) -> str:
     a = meta["args"]
     out = ["# Search efficiency at equal compute (SGD steps)", "",
@@ -378,14 +400,14 @@ def report(by_ds: dict[str, list[dict[str, Any]]], meta: dict[str, Any], plot_na
            "processes of one torch thread each, on 2 CPU cores shared with other work "
            "(so wall seconds are only roughly comparable between methods).", "",
            f"Seed: `tiny_resnet` (ResNet-8, width 8) trained {a['seed_epochs']} epochs at lr {a['lr']} with SGDR "
-           f"(cycles of 1, 2, 4 epochs). Budget per method: {a['budget_epochs']} epochs of the training split "
+           f"(cycles of {cycles(a['seed_epochs'])} epochs). Budget per method: {a['budget_epochs']} epochs of the training split "
            "(seed included). Morph search: children of 1-2 morphs (deepen, widen ×1.5/×2, insert_path, "
            f"morph_block), fine-tuned {a['ft_epochs']} epochs at lr {a['lr'] * a['ft_lr_factor']:g} (SGDR, 1-epoch "
            f"cycles), in batches of {a['children']}; successive halving: {a['rung_epochs']} epoch for every child, "
            f"the top 1/{a['eta']} continue to {a['ft_epochs']}. Random architectures: {a['random_archs']} random "
            f"sequences of 1-6 morphs of the seed, re-initialised, {a['budget_epochs'] // a['random_archs']} epochs "
-           "each (SGDR 1, 2, 4). Seed trained longer: the seed architecture from scratch, SGDR over the whole "
-           "budget. Selection by validation accuracy only (from-scratch methods may pick any epoch's snapshot); "
+           f"each (SGDR cycles {cycles(a['budget_epochs'] // a['random_archs'])}). Seed trained longer: the seed "
+           f"architecture from scratch, SGDR cycles {cycles(a['budget_epochs'])} epochs. Selection by validation accuracy only (from-scratch methods may pick any epoch's snapshot); "
            "test accuracy is measured once per network that becomes the validation-best. "
            f"{a['reps']} repetitions, each with its own seeds and its own validation split; mean ± 95% CI "
            "(t distribution). `vs random archs`: relative change of the mean test error.", "",
@@ -423,31 +445,31 @@ def main() -> None:
     ap.add_argument("--datasets", default="mnist5k,digits")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (repetitions side by side)")
-    ap.add_argument("--train-limit", type=int, default=384, help="training images kept (both datasets)")
+    ap.add_argument("--train-limit", type=int, default=256, help="training images kept (both datasets)")
     ap.add_argument("--val-fraction", type=float, default=0.1, help="of the non-test images, held out for selection")
-    ap.add_argument("--seed-epochs", type=int, default=7)
-    ap.add_argument("--budget-epochs", type=int, default=31)
-    ap.add_argument("--ft-epochs", type=int, default=3)
+    ap.add_argument("--seed-epochs", type=int, default=3)
+    ap.add_argument("--budget-epochs", type=int, default=15)
+    ap.add_argument("--ft-epochs", type=int, default=2)
     ap.add_argument("--rung-epochs", type=int, default=1)
     ap.add_argument("--eta", type=int, default=3)
     ap.add_argument("--children", type=int, default=4)
-    ap.add_argument("--random-archs", type=int, default=4)
+    ap.add_argument("--random-archs", type=int, default=5)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--ft-lr-factor", type=float, default=0.5)
     ap.add_argument("--strategies", default="hill_climb,evolution,tpe,gp,random_walk")
     ap.add_argument("--no-baselines", action="store_true", help="morph searches only (to try their settings)")
     ap.add_argument("--quick", action="store_true", help="tiny budget and 2 repetitions: checks the code runs")
-    ap.add_argument("--out", default=str(HERE / "results" / "search"), help="prefix of the .md/.json/.png")
+    ap.add_argument("--out", default=None, help="prefix of the .md/.json/.png (default bench/results/search, "
+                                                "with --quick bench/results/search_quick)")
     ap.add_argument("--from-json", default=None, help="only rebuild the report and plot from a saved JSON")
     args = ap.parse_args()
     if args.quick:
         args.reps, args.train_limit, args.seed_epochs, args.budget_epochs = 2, 200, 1, 5
         args.children, args.random_archs = 2, 2
-    out = Path(args.out)
+    out = Path(args.out or HERE / "results" / ("search_quick" if args.quick else "search"))
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
-        by_ds, meta = saved["runs"], saved["meta"]
+        by_ds, meta = load_saved(Path(args.from_json))
     else:
         strategies = tuple(x for x in args.strategies.split(",") if x != "gp" or gp_available())
         settings = [Setting(ds, rep, DATASETS[ds]["image_size"], args.train_limit,
@@ -456,21 +478,26 @@ def main() -> None:
                             not args.no_baselines, args.val_fraction)
                     for rep in range(args.reps) for ds in args.datasets.split(",")]
         t0 = time.time()
+        cmd = "python bench/search_efficiency.py " + " ".join(sys.argv[1:])
+        meta = {"command": cmd.strip(), "seconds": 0.0, "args": vars(args), "strategies": list(strategies),
+                "image_size": {ds: DATASETS[ds]["image_size"] for ds in args.datasets.split(",")}}
         results: list[dict[str, Any]] = []
         partial = out.parent / f"{out.name}_partial.jsonl"      # survives an interrupted run
         partial.write_text("")
+        meta_file = out.parent / f"{out.name}_meta.json"
+        meta_file.write_text(json.dumps(meta))
         with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
             for r in pool.imap_unordered(_run, settings, chunksize=1):
                 results.append(r)
                 with partial.open("a") as f:
                     f.write(json.dumps(r) + "\n")
+                meta["seconds"] = time.time() - t0
+                meta_file.write_text(json.dumps(meta))
         by_ds = {ds: sorted((r for r in results if r["dataset"] == ds), key=lambda r: r["rep"])
                  for ds in args.datasets.split(",")}
-        cmd = "python bench/search_efficiency.py " + " ".join(sys.argv[1:])
-        meta = {"command": cmd.strip(), "seconds": time.time() - t0, "args": vars(args),
-                "strategies": list(strategies), "image_size": {ds: DATASETS[ds]["image_size"] for ds in by_ds}}
         out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": by_ds}, indent=1))
         partial.unlink()
+        meta_file.unlink()
     plot = out.parent / f"{out.name}_anytime.png"
     anytime_plot(by_ds, plot)
     text = report(by_ds, meta, plot.name)

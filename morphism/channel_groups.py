@@ -1,7 +1,8 @@
 """Channel groups: the blobs whose channel axes must change together when one of them widens.
 
 Two blobs are tied when an edge between them acts channel by channel (its layer spec declares
-``channelwise``: batch norm, activations, identities, pooling, pad/crop, dropout, flatten), and every in-edge of a blob writes the same
+``channelwise``: batch norm, activations, identities, pooling, pad/crop, dropout, flatten; and
+depthwise convs, see :func:`is_depthwise`), and every in-edge of a blob writes the same
 channels (in-edges sum). So a residual stage, with its identity shortcuts and sums, is one group;
 the convs and linears at its border are its *producers* (they write the group's channels on their
 output axis) and *consumers* (they read them on their input axis).
@@ -9,14 +10,20 @@ output axis) and *consumers* (they read them on their input axis).
 A flattened blob belongs to the group of the feature map it came from, with *multiplicity*
 ``H·W``: feature ``c·H·W + r`` is channel ``c`` at pixel ``r``.
 
+A channel concatenation holds several groups side by side: a group reaching it occupies one
+slice of its axis (``ChannelGroup.wide`` records the offset), and widening grows that slice only,
+in the concatenation and in every channel-wise layer and consumer after it (DenseNet growth).
+An element-wise product (a ``mul`` join, squeeze-excitation) ties its inputs' channels like a sum.
+
 ``widen`` uses :func:`channel_group`; the group is a plain record so tests can look at it.
 """
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .graph import Edge, Network
+from .joins import CONCAT
 from .layers import Conv2d, Flatten, Linear
 
 # Edges that act on each channel separately (both ends share the channel axis) declare
@@ -28,7 +35,10 @@ MIXING = (Conv2d, Linear)
 class ChannelGroup:
     """Blobs tied to one channel axis, and the edges touching it.
 
-    ``blobs`` maps blob -> multiplicity (1 for feature maps, H·W for flattened ones);
+    ``blobs`` maps blob -> multiplicity (1 for feature maps, H·W for flattened ones) for the blobs
+    whose whole channel axis is the group's (the widen sites); ``wide`` maps blob -> (offset,
+    multiplicity) for blobs where the group's channels are one slice ``[offset, offset + channels)``
+    of a larger axis (a channel concatenation and the channel-wise layers after it).
     ``channels`` is the group's channel count; ``problem`` says why it cannot widen ("" if it can).
     """
 
@@ -38,35 +48,66 @@ class ChannelGroup:
     consumers: tuple[str, ...]     # mixing edges reading from the group (input axis widens)
     internal: tuple[str, ...]      # channel-wise edges inside the group
     problem: str = ""
+    wide: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def embedding(self, blob: str) -> tuple[int, int]:
+        """``(offset, multiplicity)`` of the group's channels in ``blob``'s axis."""
+        return self.wide.get(blob, (0, self.blobs.get(blob, 1)))
+
+
+Emb = tuple[int, int]   # (channel offset, multiplicity) of the group inside a blob's axis
 
 
 def channel_group(net: Network, blob: str, shapes: dict | None = None) -> ChannelGroup:
     """The channel group of ``blob`` (see the module docstring)."""
     shapes = shapes if shapes is not None else net.shapes()
     # Walk from a feature map when the group has one: its multiplicity is 1 by definition, and
-    # every flattened blob's multiplicity then follows from the flatten edge that made it.
-    members = _walk(net, blob, shapes, None)[0]
+    # every flattened blob's multiplicity then follows from the flatten edge that made it. The
+    # first walk stops at concatenations, so the root owns its whole channel axis when it can.
+    members = _walk(net, blob, shapes, None, walls=True)[0]
     root = next((b for b in sorted(members) if len(shapes[b]) == 3), blob)
-    mult, producers, consumers, internal, problems = _walk(net, root, shapes, {root: 1})
-    channels = shapes[root][0] // mult[root]
+    channels = shapes[root][0]
+    emb, producers, consumers, internal, problems = _walk(net, root, shapes, channels, walls=False)
     # A conv from the group back into it widens on both axes: it is a producer and a consumer.
     for name in list(producers | consumers):
         e = net.edge(name)
-        if e.src in mult and e.dst in mult:
+        if e.src in emb and e.dst in emb and _part_ties(net, e, emb[e.dst], channels, shapes) == "tied":
             producers.add(name)
             consumers.add(name)
     for end, what in ((net.input_blob, "the network input"), (net.output_blob, "the network output")):
-        if end in mult:
+        if end in emb:
             problems.append(f"it contains {what} ({end!r}), whose size is fixed")
     if not producers and not problems:
         problems.append("no conv or linear writes its channels")
-    return ChannelGroup(dict(sorted(mult.items())), channels, tuple(sorted(producers)),
-                        tuple(sorted(consumers)), tuple(sorted(internal)), "; ".join(sorted(set(problems))))
+    narrow = {b: m for b, (off, m) in emb.items() if off == 0 and shapes[b][0] == channels * m}
+    wide = {b: v for b, v in emb.items() if b not in narrow}
+    return ChannelGroup(dict(sorted(narrow.items())), channels, tuple(sorted(producers)),
+                        tuple(sorted(consumers)), tuple(sorted(internal)), "; ".join(sorted(set(problems))),
+                        dict(sorted(wide.items())))
 
 
-def _walk(net: Network, root: str, shapes: dict, mult: dict[str, int] | None):
-    """Breadth-first over channel-wise edges from ``root``; with ``mult`` also multiplicities."""
-    mult = dict(mult) if mult is not None else {root: 1}
+def _part_ties(net: Network, e: Edge, dst_emb: Emb, channels: int | None, shapes: dict) -> str:
+    """How in-edge ``e`` of a blob where the group sits at ``dst_emb`` relates to the group:
+    "tied" (it writes the group's channels), "apart" (another part of a concatenation) or "split"
+    (the group spans several concatenated parts)."""
+    if net.join(e.dst) != CONCAT or channels is None:
+        return "tied"
+    s, t = net.concat_offsets(e.dst, shapes)[e.name]
+    off = dst_emb[0]
+    if t <= off or s >= off + channels:
+        return "apart"
+    return "tied" if s <= off and off + channels <= t else "split"
+
+
+def _walk(net: Network, root: str, shapes: dict, channels: int | None, walls: bool,
+          start: Emb = (0, 1), insert: bool = False):
+    """Breadth-first over channel-wise edges from ``root``: each reached blob's embedding, the
+    border edges and the problems. ``walls``: do not cross into or out of concatenations (the
+    first, membership-only walk; ``channels`` is then unknown). ``insert``: the group is a new,
+    still empty slice at ``start`` (see :func:`insertion_group`); at a concatenation it belongs to
+    the part it came through."""
+    emb: dict[str, Emb] = {root: start}
+    owner: dict[str, str] = {}   # insert mode: concat blob -> the part the new slice belongs to
     producers: set[str] = set()
     consumers: set[str] = set()
     internal: set[str] = set()
@@ -74,24 +115,83 @@ def _walk(net: Network, root: str, shapes: dict, mult: dict[str, int] | None):
     todo = deque([root])
     while todo:
         b = todo.popleft()
+        off, m = emb[b]
         for e, other, outward in _touching(net, b):
-            if isinstance(e.layer, MIXING):
+            if insert and not outward and b == root:
+                continue   # the new slice is appended to the root: nothing upstream carries it
+            ties = "tied"
+            if not outward and net.join(b) == CONCAT:   # e is one part of concatenation b
+                if walls:
+                    continue
+                if insert:
+                    if owner.get(b) != e.name:
+                        if b not in owner:
+                            problems.append(f"the new channels reach concatenation {b!r} from behind; which of its "
+                                            "parts they extend is ambiguous")
+                        continue
+                    ties = "tied"
+                else:
+                    ties = _part_ties(net, e, emb[b], channels, shapes)
+                if ties == "apart":
+                    continue
+                if ties == "split":
+                    problems.append(f"blob {b!r} concatenates several channel groups; widen one of its parts "
+                                    f"(e.g. blob {e.src!r})")
+                    continue
+            if is_depthwise(e.layer):
+                pass   # channel by channel: widens with the group (its groups grow with the channels)
+            elif isinstance(e.layer, MIXING):
                 (consumers if outward else producers).add(e.name)
                 if isinstance(e.layer, Conv2d) and e.layer.groups != 1:
                     problems.append(f"grouped conv {e.name!r} (groups={e.layer.groups}) touches it")
                 continue
-            if not e.layer.channelwise:
+            if not (e.layer.channelwise or is_depthwise(e.layer)):
                 problems.append(f"edge {e.name!r} ({e.layer.kind}) touches it and has no widening rule")
                 continue
+            if outward and net.join(other) == CONCAT:
+                if walls:
+                    continue
+                if insert:
+                    if owner.setdefault(other, e.name) != e.name:
+                        problems.append(f"the new channels reach concatenation {other!r} through two parts")
+                        continue
+                new = (off + net.concat_offsets(other, shapes)[e.name][0], m)
+            elif not outward and net.join(b) == CONCAT:
+                new = (off - net.concat_offsets(b, shapes)[e.name][0], m)
+            else:
+                new = (off, _tied_multiplicity(e, other, m, shapes))
             internal.add(e.name)
-            m = _tied_multiplicity(e, other, mult[b], shapes)
-            if other in mult:
-                if mult[other] != m:
+            if other in emb:
+                if emb[other] != new:
                     problems.append(f"blob {other!r} is reached with two different layouts")
                 continue
-            mult[other] = m
+            emb[other] = new
             todo.append(other)
-    return mult, producers, consumers, internal, problems
+    return emb, producers, consumers, internal, problems
+
+
+def insertion_group(net: Network, blob: str, channels: int, shapes: dict | None = None) -> ChannelGroup:
+    """The blobs and edges that ``channels`` new channels appended to ``blob``'s axis reach (all in
+    ``wide``, at their offsets): what must grow when a new part is concatenated to ``blob``."""
+    shapes = shapes if shapes is not None else net.shapes()
+    emb, producers, consumers, internal, problems = _walk(net, blob, shapes, channels, walls=False,
+                                                          start=(shapes[blob][0], 1), insert=True)
+    for name in list(producers | consumers):
+        e = net.edge(name)
+        if e.src in emb and e.dst in emb:
+            problems.append(f"conv {name!r} reads and writes the new channels")
+    for end, what in ((net.input_blob, "the network input"), (net.output_blob, "the network output")):
+        if end in emb:
+            problems.append(f"it reaches {what} ({end!r}), whose size is fixed")
+    return ChannelGroup({}, 0, tuple(sorted(producers)), tuple(sorted(consumers)), tuple(sorted(internal)),
+                        "; ".join(sorted(set(problems))), dict(sorted(emb.items())))
+
+
+def is_depthwise(layer: object) -> bool:
+    """A depthwise conv (``groups == in == out > 1``): each output channel reads only its own input
+    channel, so it ties both ends like a channel-wise layer and widens by replicating filters."""
+    return (isinstance(layer, Conv2d) and layer.groups > 1
+            and layer.groups == layer.in_channels == layer.out_channels)
 
 
 def all_groups(net: Network) -> list[ChannelGroup]:

@@ -1,7 +1,9 @@
 """Compile a :class:`Network` to a ``torch.fx.GraphModule`` with generated forward code.
 
 Each edge becomes a submodule at the path of its name (so state-dict keys are
-``<edge>.<param>``); each blob becomes one value, the left-fold sum of its in-edges in name order.
+``<edge>.<param>``); each blob becomes one value: the left-fold sum of its in-edges in name order,
+or by its join (:mod:`.joins`) their ``torch.cat`` along channels in the blob's order or their
+left-fold product.
 Unit-scale identities are folded into the code, other scales become a multiply. The forward is
 plain Python generated once by ``torch.fx``: no interpreter loop over the graph per call.
 """
@@ -13,6 +15,7 @@ import torch
 from torch import fx, nn
 
 from .graph import Network
+from .joins import CONCAT, MUL
 from .layers import Identity
 from .lint import lint
 
@@ -39,9 +42,13 @@ def compile_network(net: Network, check: bool = True) -> fx.GraphModule:
                 module = e.layer.module()
             _set_submodule(root, e.name, module)
             terms.append(graph.call_module(e.name, (src,)))
+        join = net.join(blob)
         value = terms[0]
+        if join == CONCAT:
+            value = graph.call_function(torch.cat, (terms, 1)) if len(terms) > 1 else value
+            terms = []
         for t in terms[1:]:
-            value = graph.call_function(operator.add, (value, t))
+            value = graph.call_function(operator.mul if join == MUL else operator.add, (value, t))
         values[blob] = value
     graph.output(values[net.output_blob])
     gm = fx.GraphModule(root, graph, class_name="MorphNet")

@@ -34,15 +34,19 @@ class LoadError(MorphnasError):
 
 
 class ImportUnsupported(MorphnasError):
-    """A traced ``nn.Module`` uses operations the importer does not know; ``ops`` lists them."""
+    """A traced ``nn.Module`` uses operations the importer does not know.
+
+    ``ops`` lists every one found, in graph order; the message names only the first (with where it
+    is), so it stays one short line however many follow from it."""
 
     def __init__(self, ops: list[str]):
-        self.ops = sorted(set(ops))
-        super().__init__(
-            "cannot import the model: unsupported operation(s): " + ", ".join(self.ops)
-            + " (supported: conv2d, batch_norm, relu/prelu and other activations, add, max/avg pool, "
-            "adaptive avg pool to 1x1, flatten, linear, dropout)"
-        )
+        self.ops = list(dict.fromkeys(ops))
+        first = self.ops[0] if self.ops else "an unknown operation"
+        if len(first) > 170:
+            first = first[:167] + "..."
+        more = f" (+{len(self.ops) - 1} more)" if len(self.ops) > 1 else ""
+        super().__init__(f"cannot import the model: {first} is not supported{more}; rewrite that part with "
+                         "supported layers or import the model without it")
 
 
 class PreservationError(MorphnasError):

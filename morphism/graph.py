@@ -1,7 +1,8 @@
 """The network IR: a DAG whose vertices are blobs (tensors) and whose edges are layers.
 
-A blob with several in-edges is the *sum* of them; a blob with several out-edges is *copied* to
-each. Parallel edges between the same two blobs are legal (TYPE-II morphs make them). Every edge
+A blob with several in-edges is the *sum* of them unless its *join* says otherwise
+(:mod:`.joins`: ``concat`` along channels in a stored order, or an element-wise ``mul``); a blob
+with several out-edges is *copied* to each. Parallel edges between the same two blobs are legal (TYPE-II morphs make them). Every edge
 has a unique, stable dotted name (``layer1.0.conv1``); the compiled module's state-dict keys are
 ``<edge name>.<param>``, so weights round-trip between compiles and torchvision names survive an
 import.
@@ -19,6 +20,7 @@ import networkx as nx
 import torch
 
 from .errors import MorphnasError, SpecError, did_you_mean
+from .joins import CONCAT, JOINS, SUM, concat_offsets as _offsets
 from .layers import LayerSpec, Shape
 from .shapes import infer_shapes
 
@@ -54,18 +56,53 @@ class Network:
         self._ends: dict[str, tuple[str, str]] = {}
 
     # ----------------------------------------------------------------- building
-    def add_blob(self, name: str) -> str:
+    def add_blob(self, name: str, join: str = SUM) -> str:
+        """Add blob ``name`` (a no-op if it exists); ``join`` says how its in-edges combine."""
         if not _NAME.match(name):
             raise SpecError(f"blob name {name!r} is not a dotted identifier (letters, digits, '_', '.')")
         self.graph.add_node(name)
+        if join != SUM:
+            self.set_join(name, join)
         return name
+
+    def join(self, blob: str) -> str:
+        """How ``blob`` combines its in-edges: ``"sum"`` (default), ``"concat"`` or ``"mul"``."""
+        return str(self.graph.nodes[blob].get("join", SUM))
+
+    def set_join(self, blob: str, join: str, order: list[str] | None = None) -> None:
+        """Make ``blob`` a ``join`` blob. For ``concat``, ``order`` lists its in-edges in channel
+        order (default: the current in-edges by name); later in-edges are appended."""
+        if join not in JOINS:
+            raise SpecError(f"blob {blob!r}: unknown join {join!r}{did_you_mean(join, JOINS)}")
+        data = self.graph.nodes[blob]
+        data.pop("order", None)
+        data.pop("join", None)
+        if join == SUM:
+            return
+        data["join"] = join
+        if join == CONCAT:
+            have = sorted(k for _, _, k in self.graph.in_edges(blob, keys=True))
+            order = list(order) if order is not None else have
+            if sorted(order) != have:
+                raise SpecError(f"blob {blob!r}: concat order {order} must list exactly its in-edges {have}")
+            data["order"] = tuple(order)
+
+    def concat_offsets(self, blob: str, shapes: dict[str, Shape] | None = None) -> dict[str, tuple[int, int]]:
+        """For a concat blob: each in-edge's ``(start, stop)`` channel range in the blob."""
+        if self.join(blob) != CONCAT:
+            raise MorphnasError(f"blob {blob!r} is a {self.join(blob)} join, not a concat")
+        shapes = shapes if shapes is not None else self.shapes()
+        ins = self.in_edges(blob)
+        return dict(zip((e.name for e in ins), _offsets([e.layer.out_shape(shapes[e.src]) for e in ins])))
 
     def add_edge(self, src: str, dst: str, layer: LayerSpec, name: str,
                  params: dict[str, torch.Tensor] | None = None,
-                 gen: torch.Generator | None = None, dtype: torch.dtype | None = None) -> str:
+                 gen: torch.Generator | None = None, dtype: torch.dtype | None = None,
+                 position: int | None = None) -> str:
         """Add layer ``name`` from blob ``src`` to blob ``dst`` (blobs are created as needed).
 
-        Without ``params`` the layer gets fresh tensors from ``layer.init_params(gen)``.
+        Without ``params`` the layer gets fresh tensors from ``layer.init_params(gen)``. Into a
+        concat blob the edge goes at ``position`` of its channel order (default: last).
         """
         if not isinstance(layer, LayerSpec):
             raise SpecError(f"edge {name!r}: layer must be a LayerSpec, got {type(layer).__name__}")
@@ -82,12 +119,20 @@ class Network:
         self.graph.add_edge(src, dst, key=name, layer=layer)
         self._ends[name] = (src, dst)
         self.params[name] = dict(params)
+        data = self.graph.nodes[dst]
+        if "order" in data:
+            order = list(data["order"])
+            order.insert(len(order) if position is None else position, name)
+            data["order"] = tuple(order)
         return name
 
     def remove_edge(self, name: str) -> Edge:
         e = self.edge(name)
         self.graph.remove_edge(e.src, e.dst, key=name)
         del self._ends[name]
+        data = self.graph.nodes[e.dst]
+        if "order" in data:
+            data["order"] = tuple(n for n in data["order"] if n != name)
         self.params.pop(name, None)
         return e
 
@@ -134,6 +179,11 @@ class Network:
             return sorted(self.graph.nodes)
 
     def in_edges(self, blob: str) -> list[Edge]:
+        """The in-edges of ``blob`` in the order its join combines them: channel order for a concat,
+        else by name."""
+        order = self.graph.nodes[blob].get("order")
+        if order is not None:
+            return [self.edge(n) for n in order]
         return sorted((self.edge(k) for _, _, k in self.graph.in_edges(blob, keys=True)), key=lambda e: e.name)
 
     def out_edges(self, blob: str) -> list[Edge]:

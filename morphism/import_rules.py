@@ -18,6 +18,7 @@ from torch import nn
 
 from .layers import (Activation, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool,
                      LayerSpec, Linear, MaxPool2d, PReLU, Shape)
+from .layers_extra import AdaptiveAvgPool2d, AdaptiveMaxPool2d
 
 
 @dataclass
@@ -59,6 +60,8 @@ _ACT_MODULES: dict[type, tuple[str, Callable[[nn.Module], str | None]]] = {
     nn.ELU: ("elu", lambda m: None if m.alpha == 1.0 else f"alpha={m.alpha}"),
     nn.Softplus: ("softplus", lambda m: None if (m.beta, m.threshold) == (1.0, 20.0) else f"beta={m.beta}, threshold={m.threshold}"),
     nn.LeakyReLU: ("leaky_relu", lambda m: None if m.negative_slope == 0.01 else f"negative_slope={m.negative_slope} (use nn.PReLU)"),
+    nn.Hardswish: ("hardswish", lambda m: None),
+    nn.Hardsigmoid: ("hardsigmoid", lambda m: None),
     nn.Hardtanh: ("hardtanh", lambda m: None if (m.min_val, m.max_val) == (-1.0, 1.0) else f"min_val={m.min_val}, max_val={m.max_val}"),
 }
 
@@ -98,20 +101,22 @@ def convert_module(mod: nn.Module, in_shape: Shape | None) -> Convert | Unsuppor
         if type(mod) is nn.PReLU:
             return Convert([PReLU(mod.num_parameters, float(mod.init))], [_tensors(mod)])
         if type(mod) in (nn.MaxPool2d, nn.AvgPool2d):
-            if mod.ceil_mode:
-                return Unsupported(f"{tname} with ceil_mode=True")
             k = _square(mod.kernel_size, "kernel", tname)
             s = _square(mod.stride, "stride", tname) if mod.stride is not None else k
             pad = _square(mod.padding, "padding", tname)
             if isinstance(mod, nn.MaxPool2d):
                 if _square(mod.dilation, "dilation", tname) != 1 or mod.return_indices:
                     return Unsupported("MaxPool2d with dilation or return_indices")
-                return Convert([MaxPool2d(k, s, pad)], [{}])
+                return Convert([MaxPool2d(k, s, pad, ceil_mode=bool(mod.ceil_mode))], [{}])
             if mod.divisor_override is not None:
                 return Unsupported("AvgPool2d with divisor_override")
-            return Convert([AvgPool2d(k, s, pad, bool(mod.count_include_pad))], [{}])
+            return Convert([AvgPool2d(k, s, pad, bool(mod.count_include_pad), ceil_mode=bool(mod.ceil_mode))], [{}])
         if type(mod) is nn.AdaptiveAvgPool2d:
             return _global_pool(mod.output_size, in_shape, f"AdaptiveAvgPool2d(output_size={mod.output_size})")
+        if type(mod) is nn.AdaptiveMaxPool2d:
+            if mod.return_indices:
+                return Unsupported("AdaptiveMaxPool2d with return_indices")
+            return _adaptive(mod.output_size, in_shape, AdaptiveMaxPool2d, f"AdaptiveMaxPool2d({mod.output_size})")
         if type(mod) is nn.Flatten:
             return _flatten(mod.start_dim, mod.end_dim, in_shape, "nn.Flatten")
         if type(mod) is nn.Linear:
@@ -132,7 +137,19 @@ def _global_pool(output_size: Any, in_shape: Shape | None, what: str) -> Convert
         return Convert([GlobalAvgPool()], [{}])
     if in_shape is not None and len(in_shape) == 3 and output_size in (tuple(in_shape[1:]), list(in_shape[1:])):
         return Convert()  # already the requested size: the pool is the identity
-    return Unsupported(what)
+    return _adaptive(output_size, in_shape, AdaptiveAvgPool2d, what)
+
+
+def _adaptive(output_size: Any, in_shape: Shape | None, cls: type, what: str) -> Convert | Unsupported:
+    """Adaptive pooling to ``output_size`` (an int or (h, w); ``None`` keeps that input size)."""
+    size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size or ())
+    if len(size) != 2:
+        return Unsupported(what)
+    if None in size:
+        if in_shape is None or len(in_shape) != 3:
+            return Unsupported(f"{what} with a None size on an input of unknown shape")
+        size = tuple(in_shape[1 + i] if s is None else s for i, s in enumerate(size))
+    return Convert([cls(int(size[0]), int(size[1]))], [{}])
 
 
 def _flatten(start: int, end: int, in_shape: Shape | None, what: str) -> Convert | Unsupported:
@@ -157,6 +174,8 @@ _ACT_FUNCS: dict[Any, tuple[str, tuple[tuple[str, Any], ...]]] = {
     F.elu: ("elu", (("alpha", 1.0), ("inplace", None))),
     F.softplus: ("softplus", (("beta", 1.0), ("threshold", 20.0))),
     F.leaky_relu: ("leaky_relu", (("negative_slope", 0.01), ("inplace", None))),
+    F.hardswish: ("hardswish", (("inplace", None),)),
+    F.hardsigmoid: ("hardsigmoid", (("inplace", None),)),
     F.hardtanh: ("hardtanh", (("min_val", -1.0), ("max_val", 1.0), ("inplace", None))),
 }
 _ACT_METHODS = {"relu": "relu", "relu_": "relu", "tanh": "tanh", "tanh_": "tanh", "sigmoid": "sigmoid",
@@ -217,6 +236,9 @@ def convert_pool_function(target: Any, args: tuple, kwargs: dict, in_shape: Shap
         if target is F.adaptive_avg_pool2d:
             size = args[0] if args else kwargs.get("output_size")
             return _global_pool(size, in_shape, f"F.adaptive_avg_pool2d(output_size={size})")
+        if target is F.adaptive_max_pool2d and not kwargs.get("return_indices") and len(args) < 2:
+            size = args[0] if args else kwargs.get("output_size")
+            return _adaptive(size, in_shape, AdaptiveMaxPool2d, f"F.adaptive_max_pool2d(output_size={size})")
         if target in (F.max_pool2d, F.avg_pool2d):
             names = ("kernel_size", "stride", "padding")
             opts = dict(zip(names, args))
@@ -226,15 +248,16 @@ def convert_pool_function(target: Any, args: tuple, kwargs: dict, in_shape: Shap
             stride = opts.get("stride")
             s = _square(stride, "stride", what) if stride not in (None, [], ()) else k
             pad = _square(opts.get("padding", 0), "padding", what)
+            ceil = bool(opts.get("ceil_mode", False))
             if target is F.max_pool2d:
-                if opts.get("ceil_mode") or opts.get("return_indices") or opts.get("dilation", 1) not in (1, (1, 1)):
-                    return Unsupported(f"{what} with ceil_mode, dilation or return_indices")
+                if opts.get("return_indices") or opts.get("dilation", 1) not in (1, (1, 1)):
+                    return Unsupported(f"{what} with dilation or return_indices")
                 if len(args) > 3:
                     return Unsupported(f"{what} with extra positional arguments")
-                return Convert([MaxPool2d(k, s, pad)], [{}])
-            if opts.get("ceil_mode") or opts.get("divisor_override") is not None or len(args) > 3:
-                return Unsupported(f"{what} with ceil_mode or divisor_override")
-            return Convert([AvgPool2d(k, s, pad, bool(opts.get("count_include_pad", True)))], [{}])
+                return Convert([MaxPool2d(k, s, pad, ceil_mode=ceil)], [{}])
+            if opts.get("divisor_override") is not None or len(args) > 3:
+                return Unsupported(f"{what} with divisor_override or extra positional arguments")
+            return Convert([AvgPool2d(k, s, pad, bool(opts.get("count_include_pad", True)), ceil_mode=ceil)], [{}])
         if target is F.dropout:
             names = ("p", "training", "inplace")
             opts = dict(zip(names, args))

@@ -1,7 +1,7 @@
 """The JSON form of layer specs: ``{"kind": <name>, <field>: <value>, ...}``.
 
 Kind names appear only here (and in the runtime builders of exports); a spec class is found by the
-kind it registered (:func:`.layers.layer_kinds`), and an unknown kind or field gets a one-line
+kind it registered (:func:`.kinds.layer_kinds`), and an unknown kind or field gets a one-line
 error naming where it was read, the value and the close matches.
 """
 from __future__ import annotations
@@ -10,7 +10,8 @@ import dataclasses
 from typing import Any
 
 from .errors import SpecError, did_you_mean
-from .layers import LayerSpec, layer_kinds
+from .kinds import layer_kinds
+from .layers import LayerSpec
 
 
 def spec_to_json(spec: LayerSpec) -> dict[str, Any]:

@@ -27,8 +27,9 @@ Shape = tuple[int, ...]
 _KINDS: dict[str, type["LayerSpec"]] = {}   # kind name -> class, filled as subclasses are defined
 
 
-def layer_kinds() -> dict[str, type["LayerSpec"]]:
-    """Every registered layer kind by name (a copy: register by subclassing :class:`LayerSpec`)."""
+def registered_kinds() -> dict[str, type["LayerSpec"]]:
+    """The kinds registered so far (a copy). Use :func:`morphnas.morphism.kinds.layer_kinds` for
+    all of them: it imports every module that defines kinds first."""
     return dict(_KINDS)
 
 
@@ -139,6 +140,11 @@ class Conv2d(LayerSpec):
     def is_linear(self) -> bool:
         return True
 
+    @property
+    def depthwise(self) -> bool:
+        """One filter per channel (``groups == in_channels == out_channels``), as in MobileNets."""
+        return self.groups == self.in_channels == self.out_channels and self.groups > 1
+
 
 @dataclass(frozen=True)
 class BatchNorm2d(LayerSpec):
@@ -245,6 +251,17 @@ class Identity(LayerSpec):
         return True
 
 
+def _pool_size(size: int, k: int, stride: int, pad: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size, including its ``ceil_mode`` rule (a window must start inside
+    the input or its left padding)."""
+    if not ceil_mode:
+        return _conv_size(size, k, stride, pad)
+    out = -(-(size + 2 * pad - k) // stride) + 1
+    if (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
 @dataclass(frozen=True)
 class _Pool2d(LayerSpec):
     kernel_size: int
@@ -254,7 +271,8 @@ class _Pool2d(LayerSpec):
     def out_shape(self, shape):
         _need_chw(self.kind, shape)
         s = self.stride or self.kernel_size
-        h, w = (_conv_size(x, self.kernel_size, s, self.padding) for x in shape[1:])
+        ceil = bool(getattr(self, "ceil_mode", False))
+        h, w = (_pool_size(x, self.kernel_size, s, self.padding, ceil) for x in shape[1:])
         if h < 1 or w < 1:
             raise SpecError(f"{self.kind} {self.kernel_size} does not fit a {shape[1]}x{shape[2]} input")
         return (shape[0], h, w)
@@ -262,6 +280,7 @@ class _Pool2d(LayerSpec):
 
 @dataclass(frozen=True)
 class MaxPool2d(_Pool2d):
+    ceil_mode: bool = False
     kind: ClassVar[str] = "maxpool2d"
     channelwise: ClassVar[bool] = True
     keeps_channels: ClassVar[bool] = True
@@ -270,6 +289,7 @@ class MaxPool2d(_Pool2d):
 @dataclass(frozen=True)
 class AvgPool2d(_Pool2d):
     count_include_pad: bool = True
+    ceil_mode: bool = False
     kind: ClassVar[str] = "avgpool2d"
     channelwise: ClassVar[bool] = True
     keeps_channels: ClassVar[bool] = True
@@ -385,3 +405,4 @@ class Crop(LayerSpec):
 
     def is_linear(self):
         return True
+

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, cast
 import networkx as nx
 
 from .errors import LintError
-from .layers import LayerSpec, layer_kinds
+from .kinds import layer_kinds
+from .layers import LayerSpec
 from .shapes import infer_shapes
 
 if TYPE_CHECKING:
@@ -36,6 +37,11 @@ def lint_problems(net: "Network") -> list[str]:
             problems.append(f"dangling blob {b!r}: nothing reads it")
     if net.input_blob in g and net.output_blob in g and not nx.has_path(g, net.input_blob, net.output_blob):
         problems.append(f"no path from {net.input_blob!r} to {net.output_blob!r}")
+    for b in sorted(g.nodes):
+        order = g.nodes[b].get("order")
+        if order is not None and sorted(order) != sorted(k for _, _, k in g.in_edges(b, keys=True)):
+            problems.append(f"concat blob {b!r} lists order {list(order)} but its in-edges are "
+                            f"{sorted(k for _, _, k in g.in_edges(b, keys=True))}")
     names = sorted(net.edge_names())
     for i, n in enumerate(names):
         e = net.edge(n)

@@ -31,6 +31,8 @@ ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "leaky_relu": F.leaky_relu,
     "relu6": F.relu6,
     "hardtanh": F.hardtanh,
+    "hardswish": F.hardswish,
+    "hardsigmoid": F.hardsigmoid,
 }
 
 
@@ -108,6 +110,77 @@ class Crop(nn.Module):
         return str(self.amount)
 
 
+class ChannelSlice(nn.Module):
+    """Channels ``[start, stop)`` of a feature map (a chunk/split part)."""
+
+    def __init__(self, start: int, stop: int):
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.start:self.stop]
+
+    def extra_repr(self) -> str:
+        return f"{self.start}:{self.stop}"
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's fixed channel permutation: view as (groups, C/groups), transpose, flatten."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        x = x.view(b, self.groups, c // self.groups, h, w)
+        return torch.transpose(x, 1, 2).contiguous().view(b, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel of an NCHW map (ConvNeXt's LayerNorm2d), computed
+    as torchvision does (permute to channels-last, normalise, permute back) so outputs match."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class LayerScale(nn.Module):
+    """``weight * x`` with a learnable per-channel ``weight`` of shape (C, 1, 1) (ConvNeXt)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * x
+
+
+class StochasticDepth(nn.Module):
+    """Drops the whole residual branch of a sample (``row``) or of the batch with probability ``p``
+    in training, scaling survivors by 1/(1-p); the identity in eval."""
+
+    def __init__(self, p: float, mode: str):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * noise.div_(keep) if keep > 0.0 else x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "conv2d": lambda s: nn.Conv2d(s["in_channels"], s["out_channels"], s["kernel_size"], s.get("stride", 1),
                                   s.get("padding", 0), s.get("dilation", 1), s.get("groups", 1),
@@ -117,9 +190,18 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "pact": lambda s: ParametricActivation(s.get("fn", "relu"), s["channels"], s.get("per_channel", True)),
     "prelu": lambda s: nn.PReLU(s.get("num_parameters", 1), s.get("init", 0.25)),
     "identity": lambda s: Scale(float(s.get("scale", 1.0))),
-    "maxpool2d": lambda s: nn.MaxPool2d(s["kernel_size"], s.get("stride"), s.get("padding", 0)),
+    "maxpool2d": lambda s: nn.MaxPool2d(s["kernel_size"], s.get("stride"), s.get("padding", 0),
+                                        ceil_mode=s.get("ceil_mode", False)),
     "avgpool2d": lambda s: nn.AvgPool2d(s["kernel_size"], s.get("stride"), s.get("padding", 0),
+                                        ceil_mode=s.get("ceil_mode", False),
                                         count_include_pad=s.get("count_include_pad", True)),
+    "adaptive_avgpool2d": lambda s: nn.AdaptiveAvgPool2d((s["height"], s["width"])),
+    "adaptive_maxpool2d": lambda s: nn.AdaptiveMaxPool2d((s["height"], s["width"])),
+    "channel_slice": lambda s: ChannelSlice(s["start"], s["stop"]),
+    "channel_shuffle": lambda s: ChannelShuffle(s["groups"]),
+    "channel_layernorm": lambda s: ChannelLayerNorm(s["channels"], eps=s.get("eps", 1e-6)),
+    "layer_scale": lambda s: LayerScale(s["channels"]),
+    "stochastic_depth": lambda s: StochasticDepth(s.get("p", 0.0), s.get("mode", "row")),
     "global_avg_pool": lambda s: nn.AdaptiveAvgPool2d(1),
     "flatten": lambda s: nn.Flatten(1),
     "linear": lambda s: nn.Linear(s["in_features"], s["out_features"], s.get("bias", True)),

@@ -5,6 +5,8 @@ A saved network is a directory::
     NET/network.json   {"format": "morphnas-network", "version": 1, "input_shape", "input_blob",
                         "output_blob", "blobs", "edges": [{name, src, dst, layer}], "meta",
                         "weights": {"file", "sha256", "tensors": {key: {shape, dtype}}}}
+                       (version 2 adds "joins": {blob: {"join", "order"}} for concat/mul blobs;
+                        a network with sum joins only is still written as version 1)
     NET/weights.pt     a plain ``{"<edge>.<param>": tensor}`` dict written by ``torch.save``
 
 Loading never executes a pickle: the weights file is checked against the spec's sha256 first and
@@ -28,10 +30,12 @@ import torch
 
 from .errors import LoadError, MorphnasError, SpecError
 from .graph import Network
+from .joins import CONCAT, SUM
 from .layer_json import spec_from_json, spec_to_json
 
 FORMAT = "morphnas-network"
-VERSION = 1
+VERSION = 2          # the newest version written; every version in READABLE loads
+READABLE = (1, 2)
 SPEC_FILE = "network.json"
 WEIGHTS_FILE = "weights.pt"
 
@@ -41,9 +45,12 @@ _DTYPES = {str(d).replace("torch.", ""): d for d in
 
 def network_to_json(net: Network) -> dict[str, Any]:
     """The spec part (no tensors, no hash) as a JSON-able dict."""
-    return {
+    joins = {b: ({"join": net.join(b), "order": [e.name for e in net.in_edges(b)]} if net.join(b) == CONCAT
+                 else {"join": net.join(b)}) for b in net.blobs() if net.join(b) != SUM}
+    spec = {
         "format": FORMAT,
-        "version": VERSION,
+        # Version 1 has no joins: networks without them keep the old file, readable by old morphnas.
+        "version": VERSION if joins else 1,
         "input_shape": list(net.input_shape),
         "input_blob": net.input_blob,
         "output_blob": net.output_blob,
@@ -53,6 +60,9 @@ def network_to_json(net: Network) -> dict[str, Any]:
                   for e in net.edges()],
         "meta": net.meta,
     }
+    if joins:
+        spec["joins"] = joins
+    return spec
 
 
 def save_network(net: Network, path: str | os.PathLike) -> Path:
@@ -128,9 +138,9 @@ def _read_spec(spec_path: Path) -> dict[str, Any]:
         got = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
         raise LoadError(f"{spec_path} is not a morphnas network spec (format {got!r}, expected {FORMAT!r})")
     version = spec.get("version")
-    if version != VERSION:
-        raise LoadError(f"{spec_path} has format version {version!r}; this morphnas reads version {VERSION} "
-                        "(upgrade morphnas, or re-save the network with this version)")
+    if version not in READABLE:
+        raise LoadError(f"{spec_path} has format version {version!r}; this morphnas reads versions "
+                        f"{', '.join(map(str, READABLE))} (upgrade morphnas, or re-save the network with this version)")
     missing = [k for k in ("input_shape", "edges", "weights") if k not in spec]
     if missing:
         raise LoadError(f"{spec_path} lacks field(s) {missing}; the file is incomplete")
@@ -155,6 +165,13 @@ def _network_from_spec(spec: dict[str, Any], spec_path: Path) -> Network:
             layer = spec_from_json(e["layer"], where=f"edge {e['name']!r}")
             # Placeholder tensors: every one is replaced (and shape-checked) from the weights file.
             net.add_edge(e["src"], e["dst"], layer, e["name"], params={})
+        joins = spec.get("joins", {})
+        if not isinstance(joins, dict):
+            raise SpecError(f"'joins' must be an object of blob -> {{join, order}}, got {type(joins).__name__}")
+        for blob, j in joins.items():
+            if not isinstance(j, dict) or not net.has_blob(blob):
+                raise SpecError(f"joins[{blob!r}] must be an object for a blob of the network, got {j!r}")
+            net.set_join(blob, j.get("join", SUM), j.get("order"))
         meta = spec.get("meta", {})
         if not isinstance(meta, dict):
             raise SpecError(f"'meta' must be an object, got {type(meta).__name__}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Protocol, Sequence, cast
 
 from .errors import LintError, SpecError
+from .joins import SUM, join_shape
 from .layers import Shape
 
 
@@ -20,6 +21,8 @@ class ShapedGraph(Protocol):
     def blobs(self) -> list[str]: ...
 
     def in_edges(self, blob: str) -> Sequence[Any]: ...
+
+    def join(self, blob: str) -> str: ...
 
 
 def infer_shapes(net: ShapedGraph, strict: bool = True) -> dict[str, Shape]:
@@ -41,6 +44,16 @@ def infer_shapes(net: ShapedGraph, strict: bool = True) -> dict[str, Shape]:
                 outs[e.name] = tuple(e.layer.out_shape(shapes[e.src]))
             except SpecError as err:
                 problems.append(f"edge {e.name!r} ({e.src} -> {e.dst}): {err}")
+        join = net.join(blob)
+        if join != SUM:
+            if outs and len(outs) == len(net.in_edges(blob)):
+                try:
+                    shapes[blob] = join_shape(join, [outs[e.name] for e in net.in_edges(blob)])
+                except SpecError as err:
+                    problems.append(f"blob {blob!r} ({join} join) {err}")
+            if strict and problems:
+                raise LintError(problems)
+            continue
         if len(set(outs.values())) > 1:
             listed = ", ".join(f"{n}: {s}" for n, s in sorted(outs.items()))
             problems.append(f"blob {blob!r} sums in-edges of different shapes ({listed})"

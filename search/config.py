@@ -97,6 +97,16 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Distillation from the parent during a child's fine-tune (search/distill.py): the loss is
+    (1-weight)·CE + weight·T²·KL(parent/T || child/T). auto: only children of approximate (shrinking) morphs."""
+
+    enabled: Literal["auto", True, False] = "auto"
+    temperature: float = field(default=4.0, metadata=_GT0)
+    weight: float = field(default=0.5, metadata=rule(ge=0, le=1, fix="; 0 is plain cross-entropy, 1 pure distillation"))
+
+
+@dataclass(frozen=True)
 class FinetuneConfig:
     """Brief low-LR fine-tuning of every child (Net2Net: about 1/10 of the parent's initial LR)."""
 
@@ -109,6 +119,7 @@ class FinetuneConfig:
     restart_epochs: int | None = field(default=None, metadata=_GE1)
     restart_mult: int = field(default=1, metadata=_GE1)
     batch_size: int | None = field(default=None, metadata=_GE1)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass(frozen=True)
@@ -190,12 +201,13 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, ValueError) as e:   # ValueError: UnicodeDecodeError of a binary file
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"{p}: not a valid YAML text file ({first}); pass a config like configs/quickstart.yaml") from None
+        raise ConfigError(f"{p}: not valid YAML text ({first}); pass a config like configs/quickstart.yaml") from None
     except OSError as e:
         raise ConfigError(f"config file {str(p)!r} cannot be read ({e.strerror or e})") from None
     if raw is None or raw == {}:
-        raise ConfigError(f"{p} is empty; a minimal config names the run and its data, e.g. 'name: myrun' and "
-                          f"'data: {{dataset: digits}}' (see configs/quickstart.yaml)")
+        raise ConfigError(f"{p} is empty; a minimal config names the run, its data and its morphs, e.g. "
+                          f"'name: myrun', 'data: {{dataset: digits}}', 'actions: {{ops: {{deepen: {{}}, widen: {{}}}}}}' "
+                          f"(see configs/quickstart.yaml)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
     return config_from_dict(apply_overrides(raw, overrides))

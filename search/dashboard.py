@@ -11,12 +11,16 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 from optuna_dashboard import wsgi
 
-from .storage import load_study, open_storage
+from .storage import load_study, open_storage, quiet_optuna
 from .rundir import RunDir, storage_url, study_name
 
 
-def dashboard_app(run: RunDir):
-    """The dashboard's WSGI app for ``run`` (raises ``RunDirError`` if the run has no study yet)."""
+def dashboard_app(run: RunDir, verbose: bool | None = None):
+    """The dashboard's WSGI app for ``run`` (raises ``RunDirError`` if the run has no study yet).
+
+    Optuna's INFO lines and the importance ``UserWarning``s the dashboard triggers are silenced
+    unless ``verbose`` (see :func:`~.storage.quiet_optuna`)."""
+    quiet_optuna(verbose)
     url = storage_url(run)
     storage = open_storage(url, create=False)
     load_study(storage, study_name(run), url)  # fail now, with our message, rather than show an empty page
@@ -36,5 +40,5 @@ class _QuietHandler(WSGIRequestHandler):
 
 def dashboard_server(run: RunDir, host: str = "127.0.0.1", port: int = 8080, quiet: bool = True) -> WSGIServer:
     """A bound (not yet serving) HTTP server; ``port=0`` picks a free port (see ``server.server_port``)."""
-    return make_server(host, port, dashboard_app(run), server_class=_ThreadingServer,
+    return make_server(host, port, dashboard_app(run, verbose=None if quiet else True), server_class=_ThreadingServer,
                        handler_class=_QuietHandler if quiet else WSGIRequestHandler)

@@ -15,9 +15,9 @@ are stratified (equal class counts). The torchvision sets are downloaded into ``
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -49,6 +49,34 @@ class Data:
     num_classes: int
     input_shape: tuple[int, int, int]
     augment: str          # none | crop | crop_flip
+    # What turns a raw image into the network's input (see :func:`preprocess_description`):
+    # recorded by exports, so their loader's ``predict`` applies it to raw images.
+    preprocess: dict[str, Any] = field(default_factory=dict)
+
+
+# Raw value range per dataset (what a user feeds) and how it becomes [0, 1]; class names where known.
+_RAW = {"digits": (16.0, "grey", [str(i) for i in range(10)]), "mnist5k": (255.0, "grey", [str(i) for i in range(10)]),
+        "mnist": (255.0, "grey", [str(i) for i in range(10)]),
+        "fashion_mnist": (255.0, "grey", ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                          "Sneaker", "Bag", "Ankle boot"]),
+        "cifar10": (255.0, "RGB", ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                                   "truck"]),
+        "cifar100": (255.0, "RGB", None), "svhn": (255.0, "RGB", [str(i) for i in range(10)]),
+        "image_folder": (255.0, "RGB", None)}
+
+
+def preprocess_description(dataset: str, raw_hw: tuple[int, int], resize_to: int | None,
+                           mean: torch.Tensor, std: torch.Tensor) -> dict[str, Any]:
+    """The preprocessing :func:`load_data` applies, in order, as plain JSON: ``x / raw_max``
+    (raw values in [0, raw_max]), bilinear resize (``align_corners=False``) if ``resize``, then
+    ``(x - mean) / std`` per channel with the *training* split's statistics, in float32, NCHW."""
+    raw_max, channels, names = _RAW.get(dataset, (255.0, "RGB", None))
+    return {"layout": "NCHW", "channel_order": channels, "raw_range": [0.0, raw_max], "scale": 1.0 / raw_max,
+            "raw_size": list(raw_hw),
+            "resize": ({"size": [resize_to, resize_to], "mode": "bilinear", "align_corners": False}
+                       if resize_to is not None and dataset != "image_folder" else None),
+            "mean": [float(v) for v in mean.flatten()], "std": [float(v) for v in std.flatten()],
+            "dtype": "float32", "class_names": names}
 
 
 def load_data(cfg: DataConfig, seed: int = 0) -> Data:
@@ -59,8 +87,10 @@ def load_data(cfg: DataConfig, seed: int = 0) -> Data:
         x, y, xt, yt = _mnist5k(cfg)
     else:
         x, y, xt, yt = _torchvision(cfg)
+    raw_hw, resized = (int(x.shape[-2]), int(x.shape[-1])), None
     if cfg.image_size is not None and tuple(x.shape[-2:]) != (cfg.image_size, cfg.image_size):
         x, xt = _resize(x, cfg.image_size), _resize(xt, cfg.image_size)
+        resized = cfg.image_size
     num_classes = int(max(int(y.max()), int(yt.max())) + 1)
     rng = np.random.default_rng([seed, 1])
     if cfg.dataset == "mnist5k":
@@ -82,7 +112,8 @@ def load_data(cfg: DataConfig, seed: int = 0) -> Data:
     if augment == "auto":
         augment = "crop_flip" if cfg.dataset in ("cifar10", "cifar100") else ("crop" if cfg.dataset == "svhn" else "none")
     return Data(Split(norm(xtr), ytr), Split(norm(x[val_idx]), y[val_idx]), Split(norm(xt), yt),
-                num_classes, tuple(int(s) for s in x.shape[1:]), augment)
+                num_classes, tuple(int(s) for s in x.shape[1:]), augment,
+                preprocess_description(cfg.dataset, raw_hw, resized, mean, std))
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -180,6 +211,10 @@ def _stack(ds, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         return x.contiguous(), torch.as_tensor(np.asarray(targets), dtype=torch.int64)
     xs, ys = zip(*(ds[i] for i in range(len(ds))))
+    sizes = sorted({tuple(torch.as_tensor(v).shape) for v in xs})
+    if len(sizes) > 1:
+        raise DataError(f"{name}: the images differ in size ({', '.join('x'.join(map(str, s)) for s in sizes[:3])}"
+                        f"{', ...' if len(sizes) > 3 else ''}); set data.image_size to resize them all (e.g. 32)")
     return torch.stack([torch.as_tensor(v) for v in xs]).float(), torch.as_tensor(ys, dtype=torch.int64)
 
 

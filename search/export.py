@@ -59,14 +59,16 @@ class ExportResult:
                 "files": list(self.files), "checks": dict(self.checks)}
 
 
-def export_spec(net: Network, info: dict[str, Any] | None = None) -> dict[str, Any]:
+def export_spec(net: Network, info: dict[str, Any] | None = None,
+                preprocess: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``model.json`` content for ``net``: blobs in topological order, each with its in-layers in
     the order morphnas sums them (by name), so the loader's sums round the same way."""
-    blobs = [{"name": b, "in": [e.name for e in net.in_edges(b)]} for b in net.blobs() if b != net.input_blob]
+    blobs = [{"name": b, "in": [e.name for e in net.in_edges(b)], **({"join": net.join(b)} if net.join(b) != "sum" else {})}
+             for b in net.blobs() if b != net.input_blob]
     edges = [{"name": e.name, "src": e.src, "dst": e.dst, "layer": spec_to_json(e.layer)} for e in net.edges()]
     return {"format": FORMAT, "version": VERSION, "input_shape": list(net.input_shape),
             "input": net.input_blob, "output": net.output_blob, "dtype": str(net.dtype).removeprefix("torch."),
-            "blobs": blobs, "edges": edges, "member": info or {}}
+            "blobs": blobs, "edges": edges, "member": info or {}, "preprocess": preprocess or {}}
 
 
 def _import_loader(path: Path):
@@ -83,18 +85,20 @@ def _rel(y: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
 
 def export_network(net: Network, out_dir: str | Path, *, info: dict[str, Any] | None = None,
                    torchscript: bool = False, torch_export: bool = False, batch: int = 2, seed: int = 0,
-                   tol: float = 1e-5) -> ExportResult:
+                   tol: float = 1e-5, preprocess: dict[str, Any] | None = None) -> ExportResult:
     """Write ``net`` to ``out_dir`` (created; our files are overwritten) and check the export.
 
     The check reloads the written files through the copied loader and compares its output on a
     seeded batch with morphnas' compiled network; a relative error above ``tol`` raises
     :class:`~morphnas.morphism.errors.PreservationError` (the files stay for inspection).
+    ``preprocess`` (:attr:`~.data.Data.preprocess`) is what turns raw images into the network's
+    input; recorded in ``model.json`` and ``export.json``, applied by the loader's ``predict``.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"export target {str(out)!r} is a file; pass a directory with -o")
     out.mkdir(parents=True, exist_ok=True)
-    spec = export_spec(net, info)
+    spec = export_spec(net, info, preprocess)
     (out / "model.json").write_text(json.dumps(spec, indent=1, default=str))
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, out / "weights.pt")
     shutil.copyfile(LOADER, out / "load_model.py")
@@ -135,7 +139,8 @@ def export_network(net: Network, out_dir: str | Path, *, info: dict[str, Any] | 
         files.append("model.pt2")
     manifest = {"format": FORMAT, "version": VERSION, "torch": torch.__version__, "files": files,
                 "check": {"batch": batch, "seed": seed, "max_abs_err": err, "rel_err": rel, **checks},
-                "member": info or {}}
+                "member": info or {}, "preprocess": preprocess or {},
+                "params_convention": "learnable tensors + BN running statistics (as the leaderboard)"}
     (out / "export.json").write_text(json.dumps(manifest, indent=1, default=str))
     files.append("export.json")
     return ExportResult(out, err, rel, tuple(files), checks)
@@ -172,4 +177,20 @@ def export_run(run: RunDir, out_dir: str | Path, trial: int | None = None, **kwa
     info = {"run": run.name, "trial": row.trial, "member_id": row.member_id, "parent_id": row.parent_id,
             "values": list(row.values or ()), "objectives": lb.study.metric_names, "val_acc": row.val_acc,
             "params": row.params, "params_mb": row.params_mb, "flops": row.flops, "ops": row.ops}
+    kwargs.setdefault("preprocess", run_preprocess(run))
     return export_network(net, out_dir, info=info, **kwargs), row
+
+
+def run_preprocess(run: RunDir) -> dict[str, Any]:
+    """The preprocessing of the run's data (its config's ``data`` section and ``random_seed``)."""
+    import dataclasses
+
+    from .config import DataConfig, load_config
+    from .data import load_data
+    try:
+        cfg = load_config(run.config_path)
+        return load_data(DataConfig(**dataclasses.asdict(cfg.data)), seed=cfg.random_seed).preprocess
+    except Exception as e:  # noqa: BLE001 - the network still exports; say what predict() will lack
+        warnings.warn(f"export: the run's data cannot be loaded ({type(e).__name__}: {e}); the export records "
+                      f"no preprocessing, so load_model.predict() needs it restored", stacklevel=2)
+        return {}

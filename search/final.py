@@ -20,7 +20,7 @@ from .config import Config, DataConfig
 from .data import load_data
 from .population import Population
 from .rundir import RunDir
-from .train import TrainSpec, evaluate, train
+from .train import Diverged, TrainSpec, evaluate, train
 
 
 def final_stage(cfg: Config, run: RunDir, population: Population, echo: Callable[[str], None]) -> dict[str, Any]:
@@ -34,6 +34,7 @@ def final_stage(cfg: Config, run: RunDir, population: Population, echo: Callable
     f = cfg.final
     report: dict[str, Any] = {"member_id": best.id, "parent_id": best.parent_id, "lineage_depth": best.depth,
                               "ops": list(best.ops), "val_acc_search": best.val_acc}
+    report["final_enabled"] = bool(f.enabled and f.epochs > 0)
     if f.enabled and f.epochs > 0:
         lr = f.lr if f.lr is not None else cfg.finetune_lr
         echo(f"[final] training {best.id} for {f.epochs} more epoch(s) at lr {lr:g}")
@@ -45,9 +46,20 @@ def final_stage(cfg: Config, run: RunDir, population: Population, echo: Callable
         def keep_best(rep, trained) -> None:
             if rep.val_acc > kept["val_acc"]:
                 kept.update(epoch=rep.epoch, val_acc=rep.val_acc, net=trained)
-        train(net, data, spec, seed=cfg.random_seed + 7, on_epoch=keep_best)
+        try:
+            # The final stage runs in the driver: use its GPU when it has one, like the trials do.
+            use_gpu = torch.cuda.is_available() and cfg.resources.gpus_per_trial != 0
+            train(net, data, spec, seed=cfg.random_seed + 7, on_epoch=keep_best,
+                  device="cuda" if use_gpu else "cpu", amp=bool(use_gpu and cfg.resources.amp))
+        except Diverged as e:
+            # The search's members are safe; only this stage must run again, with a smaller LR.
+            raise MorphnasError(f"final stage: {e}; fix it with: morphnas resume {run.root} "
+                                f"--set final.lr={lr / 10:g}") from None
         net = kept["net"]
         report["final_epochs"], report["final_best_epoch"] = f.epochs, kept["epoch"]
+        if kept["epoch"] == 0:
+            echo(f"[final] the {f.epochs} extra epoch(s) did not improve validation accuracy; "
+                 f"keeping {best.id} as searched")
     report["val_acc"] = evaluate(net, data.val)
     report["test_acc"] = evaluate(net, data.test)          # the one look at the test set
     seed = population.get("m0")
@@ -58,7 +70,7 @@ def final_stage(cfg: Config, run: RunDir, population: Population, echo: Callable
     (run.best / "report.json").write_text(json.dumps(report, indent=2))
     try:   # plus a standalone copy that loads with torch alone (spec + weights + loader, checked)
         from .export import export_network
-        export_network(net, run.best / "standalone", info=report)
+        export_network(net, run.best / "standalone", info=report, preprocess=data.preprocess)
     except Exception as e:  # the morphnas-format export above is the result; say what went wrong
         echo(f"[final] warning: standalone export failed ({type(e).__name__}: {e})")
     return report
@@ -68,6 +80,9 @@ def summary(report: dict[str, Any] | None) -> str:
     if not report:
         return "no final report"
     f = report
+    if f.get("final_enabled") is False:   # no final stage: report the search's pick, not a test score
+        return (f"best {f['member_id']} ({', '.join(f['ops']) or 'seed'}): val_acc {f['val_acc']:.4f} "
+                f"(final stage off: final.enabled is false); {f.get('params', 0)} params")
     return (f"best {f['member_id']} ({', '.join(f['ops']) or 'seed'}): val_acc {f['val_acc']:.4f}, "
             f"test_acc {f['test_acc']:.4f} (seed: val {f['seed_val_acc']:.4f}, test {f['seed_test_acc']:.4f}); "
             f"{f.get('params', 0)} params")

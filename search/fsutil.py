@@ -113,7 +113,7 @@ def check_output(path: str | os.PathLike, force: bool, what: str, kind: str = "d
     writable_dir(out.parent if str(out.parent) else Path("."), f"{what} {str(path)!r}: parent")
     if out.exists() or out.is_symlink():
         if kind == "dir" and not out.is_dir():
-            raise FsError(f"{what} {str(path)!r} is a file; pass a directory path")
+            raise FsError(f"{what} {str(path)!r} is a file; pass a directory with {what}")
         if kind == "file" and out.is_dir():
             raise FsError(f"{what} {str(path)!r} is a directory; pass a file path")
         if not force:

@@ -58,6 +58,7 @@ class Job:
     threads: int = 1
     gpus: float = 0.0
     amp: bool = False
+    distill: dict[str, Any] = field(default_factory=dict)   # finetune.distill fields (empty: the defaults)
 
     @property
     def proposal_id(self) -> str:

@@ -8,19 +8,29 @@ storage transaction, so a crash never leaves half a trial behind.
 
 What each trial holds (see :meth:`Leaderboard.record`):
 
-* params: the sampler-facing action parameters (``TrialResult.search_params``) with their
+* params: ``first_op``, ``num_morphs`` and ``lineage_depth``, which every trial has (the seed too),
+  so parameter importance and the slice plot compare all trials; and the sampler-facing action parameters (``TrialResult.search_params``) with their
   distributions — fixed domains declared through ``search_space`` so the dashboard's parameter
   importance can compare trials; a parameter without a declared domain gets a one-point domain
   (it is recorded, but importance ignores it); a value outside its domain goes to the user attr
   ``params_outside_domain`` (with a warning) rather than costing the member its trial;
-* user attrs: member id, parent id, lineage depth, ops summary, action records, params,
-  params_mb, FLOPs, preservation error, epochs, wall time, member path, val acc (last epoch) and
-  its per-epoch curve, fail reason, ``extra``;
+* user attrs, kept short (they fill one box of the trial's page): member id, parent id, lineage
+  depth, ops summary, params, params_mb, FLOPs (null for a failed member: its size is unknown),
+  preservation error, epochs, wall time, member path, val acc (last epoch) and its per-epoch
+  curve, fail reason. The raw action records and the driver's ``extra`` notes are system attrs
+  (read back by :func:`~.rows._row`) and an attached ``record_<member>.json``;
+* a note (``optuna_dashboard.save_note``) shown first on the trial's page: member, parent, ops at
+  their sites, params, FLOPs, preservation error, val acc and the architecture drawing
+  (:mod:`.trial_note`);
 * intermediate values: val acc per epoch (single-objective studies only);
 * values: the objective(s); non-finite objectives make the trial FAIL with that reason.
 
-Recording is idempotent by member id: recording a member twice returns the first trial's number
-(resume relies on this). Drawing is not done here: :mod:`.publish` draws a member and hands the
+Trial numbers are stable: the driver opens a member's trial (RUNNING) when it launches the
+member (:meth:`Leaderboard.open_trial`), in launch order, so member ``m<i>`` is trial ``i`` of a
+fresh study whatever order trials finish in, and resume re-runs keep their trial. ``record`` then
+fills and finishes that trial, setting its state last, so an interrupted record is completed by
+the next one. Recording is idempotent by member id: recording a member twice returns the first
+trial's number (resume relies on this). Drawing is not done here: :mod:`.publish` draws a member and hands the
 drawing to :meth:`Leaderboard.record` as an attachment, then refreshes the run plots. Storages are
 opened by :mod:`.storage`, files attached by :mod:`.artifacts`; only Optuna's public API is used.
 """
@@ -29,6 +39,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -41,12 +52,33 @@ from .artifacts import Artifacts
 from .domains import contains, point_distribution, to_distribution
 from .errors import LeaderboardError
 from .records import TrialResult
-from .rows import MEMBER_ATTR, Row, _row, ops_summary, rank_rows
+from .rows import ACTIONS_ATTR, EXTRA_ATTR, MEMBER_ATTR, Row, _row, cost_axis, mark_front, ops_summary, rank_rows
 from .rundir import RunDir, storage_url, study_name
-from .storage import load_study, open_storage
+from .storage import load_study, open_storage, quiet_optuna
+from .trial_note import arch_params, note_markdown, raw_record
 
-__all__ = ["Leaderboard", "LeaderboardError", "Row", "load_study", "open_storage", "ops_summary",
+__all__ = ["Leaderboard", "LeaderboardError", "Row", "find_member", "load_study", "open_storage", "ops_summary",
            "rank_rows", "to_distribution"]
+
+
+def arch_domains() -> dict[str, BaseDistribution]:
+    """Fixed domains of :func:`~.trial_note.arch_params` (the same in every run and session)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    from morphnas.morphism.ops.base import default_registry
+    return {"first_op": CategoricalDistribution(("seed", *sorted(default_registry().names()))),
+            "num_morphs": IntDistribution(0, 64), "lineage_depth": IntDistribution(0, 100_000)}
+
+
+def find_member(run: RunDir, member_id: str) -> Row:
+    """The row of member ``member_id`` of ``run`` (what ``--member m6`` names: stable across resumes)."""
+    lb = Leaderboard.open(run)
+    if member_id not in lb._numbers:
+        from morphnas.morphism.errors import did_you_mean
+        known = sorted(lb._numbers, key=lambda m: lb._numbers[m])
+        raise LeaderboardError(f"--member {member_id!r}: the run has no such member"
+                               f"{did_you_mean(member_id, known)}")
+    return lb.row_of(member_id)
 
 
 def _jsonable(value: Any) -> Any:
@@ -66,6 +98,7 @@ class Leaderboard:
     def __init__(self, storage_url: str, study_name: str, directions: Sequence[str] = ("maximize",),
                  objective_names: Sequence[str] | None = None, *, search_space: Mapping[str, Any] | None = None,
                  artifact_dir: str | Path | None = None, run: RunDir | None = None, create: bool = True):
+        quiet_optuna()
         self.storage = open_storage(storage_url, create=create)
         self.storage_url = storage_url
         self.run = run
@@ -95,8 +128,10 @@ class Leaderboard:
         self.search_space = {k: to_distribution(k, v) for k, v in (search_space or {}).items()}
         self.study_id = self.storage.get_study_id_from_name(self.study.study_name)
         self.files = Artifacts(self.storage, self.study_id, artifact_dir) if artifact_dir is not None else None
-        self._numbers: dict[str, int] = {}
+        self._numbers: dict[str, int] = {}   # member id -> trial number (open or finished)
+        self._open: set[str] = set()         # members whose trial is open (RUNNING)
         self._ids: dict[int, int] = {}       # trial number -> storage trial id, filled as needed
+        self._arch = arch_domains()
         self._refresh()
 
     @classmethod
@@ -125,6 +160,8 @@ class Leaderboard:
             mid = t.user_attrs.get(MEMBER_ATTR)
             if mid is not None and mid not in self._numbers:
                 self._numbers[str(mid)] = t.number
+                if t.state == TrialState.RUNNING:
+                    self._open.add(str(mid))
 
     def trial_id(self, member_id: str) -> int:
         """The storage's id of the member's trial (what artifact metadata is keyed by)."""
@@ -140,8 +177,8 @@ class Leaderboard:
         return _row(self.storage.get_trial(self.trial_id(member_id)))
 
     def recorded(self) -> dict[str, int]:
-        """Member id -> trial number of every recorded member."""
-        return dict(self._numbers)
+        """Member id -> trial number of every recorded (finished) member."""
+        return {m: n for m, n in self._numbers.items() if m not in self._open}
 
     def trial(self, number: int) -> FrozenTrial:
         trials = self.study.get_trials(deepcopy=False)
@@ -149,9 +186,12 @@ class Leaderboard:
             raise LeaderboardError(f"trial {number} does not exist; the study has trials 0..{len(trials) - 1}")
         return trials[number]
 
-    def rows(self) -> list[Row]:
-        """Every trial as a :class:`Row`, ranked (see :func:`rank_rows`)."""
-        return rank_rows([_row(t) for t in self.study.get_trials(deepcopy=False)], self.directions)
+    def rows(self, running: bool = False) -> list[Row]:
+        """Every finished trial (``running``: open ones too) as a :class:`Row`, ranked (see
+        :func:`rank_rows`); ``pareto`` marks the members plots/pareto.png marks (:func:`mark_front`)."""
+        trials = self.study.get_trials(deepcopy=False)
+        rows = [_row(t) for t in trials if running or t.state != TrialState.RUNNING]
+        return mark_front(rank_rows(rows, self.directions), cost_axis(self.study.metric_names))
 
     def best_row(self) -> Row:
         ranked = [r for r in self.rows() if r.rank is not None]
@@ -166,7 +206,7 @@ class Leaderboard:
         ``attachments`` (files) become the trial's artifacts, attached in the same write that
         creates the trial, because storages refuse to change a finished trial.
         """
-        if result.member_id in self._numbers:
+        if result.member_id in self._numbers and result.member_id not in self._open:
             return self._numbers[result.member_id]
         if result.state not in ("COMPLETE", "FAIL"):
             raise LeaderboardError(f"member {result.member_id}: state must be 'COMPLETE' or 'FAIL', "
@@ -187,19 +227,89 @@ class Leaderboard:
             intermediate = {i + 1: float(v) for i, v in enumerate(result.val_acc_history)}
         if attachments and self.files is None:
             raise LeaderboardError("this leaderboard has no artifact store; open it with artifact_dir= or for_run()")
-        system_attrs = dict(self.files.new_trial_attr(f) for f in attachments) if self.files is not None else {}
-        frozen = optuna.trial.create_trial(
-            state=state, values=values, params=params, distributions=dists,
-            user_attrs=self._user_attrs(result, reason, outside), system_attrs=system_attrs,
-            intermediate_values=intermediate)
-        done = frozen.datetime_complete or datetime.datetime.now()
-        frozen.datetime_start = done - datetime.timedelta(seconds=max(0.0, float(result.wall_time)))
-        # What study.add_trial does (create_trial validated it, values were counted above), but
-        # keeping the new trial's id: no re-read of every trial per record.
-        trial_id = self.storage.create_new_trial(self.study_id, template_trial=frozen)
-        number = self.storage.get_trial_number_from_id(trial_id)
-        self._numbers[result.member_id], self._ids[number] = number, trial_id
+        with tempfile.TemporaryDirectory(prefix="morphnas-record-") as tmp:
+            raw = Path(tmp) / f"record_{result.member_id}.json"
+            raw.write_text(raw_record(result))
+            files = [*attachments, raw] if self.files is not None else []
+            metas = [self.files.new_trial_attr(f) for f in files] if self.files is not None else []
+        system_attrs = {**dict(metas), ACTIONS_ATTR: _jsonable(list(result.actions)),
+                        EXTRA_ATTR: _jsonable(dict(result.extra))}
+        user_attrs = self._user_attrs(result, reason, outside)
+        if result.member_id in self._open:
+            trial_id = self.trial_id(result.member_id)
+            number = self._numbers[result.member_id]
+            for k, v in {**user_attrs, **system_attrs}.items():
+                (self.storage.set_trial_system_attr if k in system_attrs else self.storage.set_trial_user_attr)(
+                    trial_id, k, v)
+            for step, v in (intermediate or {}).items():
+                self.storage.set_trial_intermediate_value(trial_id, step, v)
+            # the state last: a record interrupted before this line is redone by the next one
+            self.storage.set_trial_state_values(trial_id, state, values)
+            self._open.discard(result.member_id)
+        else:
+            frozen = optuna.trial.create_trial(
+                state=state, values=values, params=params, distributions=dists,
+                user_attrs=user_attrs, system_attrs=system_attrs, intermediate_values=intermediate)
+            done = frozen.datetime_complete or datetime.datetime.now()
+            frozen.datetime_start = done - datetime.timedelta(seconds=max(0.0, float(result.wall_time)))
+            # What study.add_trial does (create_trial validated it, values were counted above), but
+            # keeping the new trial's id: no re-read of every trial per record.
+            trial_id = self.storage.create_new_trial(self.study_id, template_trial=frozen)
+            number = self.storage.get_trial_number_from_id(trial_id)
+            self._numbers[result.member_id], self._ids[number] = number, trial_id
+        self._save_note(result, number, trial_id, metas, values)
         return number
+
+    def open_trial(self, job: Any) -> int | None:
+        """Open (RUNNING) the trial of a member being launched, so its number is fixed now, in launch
+        order; ``job`` has ``member_id``, ``parent_id``, ``depth``, ``member_path``, ``search_params``
+        and ``action_dicts()`` (a :class:`~.jobs.Job`). A member with a trial keeps it (a re-run).
+
+        Returns the trial number, or ``None`` with a warning if the study cannot be written: the
+        member is then recorded whole when it finishes, as a study problem must not stop a search.
+        """
+        mid = str(job.member_id)
+        if mid in self._numbers:
+            return self._numbers[mid]
+        try:
+            actions = list(job.action_dicts())
+            result = TrialResult(member_id=mid, parent_id=job.parent_id, depth=int(job.depth), state="FAIL",
+                                 actions=tuple(actions), search_params=dict(job.search_params or {}),
+                                 member_path=str(job.member_path or ""))
+            params, dists, outside = self._params(result)
+            attrs = {MEMBER_ATTR: mid, "parent_id": result.parent_id, "depth": result.depth,
+                     "ops": ops_summary(actions), "member_path": result.member_path}
+            if outside:
+                attrs["params_outside_domain"] = outside
+            frozen = optuna.trial.create_trial(state=TrialState.RUNNING, params=params, distributions=dists,
+                                               user_attrs=_jsonable(attrs))
+            frozen.datetime_start = datetime.datetime.now()
+            trial_id = self.storage.create_new_trial(self.study_id, template_trial=frozen)
+        except Exception as e:  # noqa: BLE001 - the member is recorded whole when it finishes
+            warnings.warn(f"leaderboard: could not open the trial of member {mid} ({type(e).__name__}: {e}); "
+                          f"it is recorded when it finishes", stacklevel=2)
+            return None
+        number = self.storage.get_trial_number_from_id(trial_id)
+        self._numbers[mid], self._ids[number] = number, trial_id
+        self._open.add(mid)
+        return number
+
+    def _save_note(self, r: TrialResult, number: int, trial_id: int, metas: Sequence[tuple[str, str]],
+                   values: Sequence[float] | None) -> None:
+        """The markdown note optuna-dashboard shows first on the trial's page (:mod:`.trial_note`)."""
+        image = None
+        for _key, meta in metas:
+            m = json.loads(meta)
+            if str(m.get("mimetype", "")).startswith("image/"):
+                image = f"/artifacts/{self.study_id}/{trial_id}/{m['artifact_id']}"
+                break
+        body = note_markdown(r, number, image, values, self.study.metric_names)
+        try:
+            from optuna_dashboard import save_note
+            save_note(optuna.trial.Trial(self.study, trial_id), body)
+        except Exception as e:  # noqa: BLE001 - a note is a convenience: never lose the trial over it
+            warnings.warn(f"leaderboard: no dashboard note for member {r.member_id} ({type(e).__name__}: {e})",
+                          stacklevel=3)
 
     def resolve(self, member_path: str, member_id: str) -> Path:
         """A member's directory from its recorded ``member_path`` (relative: to the run directory)."""
@@ -217,8 +327,9 @@ class Leaderboard:
         would lose the member from the study; it is recorded without that param, with a warning.
         """
         params, dists, outside = {}, {}, {}
-        for name, value in sorted(result.search_params.items()):
-            dist = self.search_space.get(name) or point_distribution(value)
+        fixed = arch_params(result.actions, result.depth)
+        for name, value in sorted({**result.search_params, **fixed}.items()):
+            dist = (self._arch[name] if name in fixed else self.search_space.get(name)) or point_distribution(value)
             if contains(dist, value):
                 params[name], dists[name] = value, dist
             else:
@@ -229,18 +340,18 @@ class Leaderboard:
         return params, dists, outside
 
     def _user_attrs(self, r: TrialResult, reason: str, outside: dict[str, Any]) -> dict[str, Any]:
+        unknown = r.state != "COMPLETE" and not r.params      # a failed member's size is unknown, not 0
         attrs: dict[str, Any] = {
             MEMBER_ATTR: r.member_id, "parent_id": r.parent_id, "depth": r.depth,
-            "ops": ops_summary(r.actions), "actions": list(r.actions), "params": r.params,
-            "params_mb": r.params_mb, "flops": r.flops, "preservation_error": r.preservation_error,
-            "epochs": r.epochs, "wall_time": r.wall_time, "member_path": r.member_path,
+            "ops": ops_summary(r.actions), "params": None if unknown else r.params,
+            "params_mb": None if unknown else r.params_mb, "flops": None if unknown else r.flops,
+            "preservation_error": r.preservation_error,
+            "epochs": r.epochs, "wall_time": round(float(r.wall_time), 2), "member_path": r.member_path,
             "val_acc": r.val_acc_history[-1] if r.val_acc_history else None,
             "val_acc_history": list(r.val_acc_history),
         }
         if reason:
             attrs["fail_reason"] = reason
-        if r.extra:
-            attrs["extra"] = r.extra
         if outside:
             attrs["params_outside_domain"] = outside
         return _jsonable(attrs)

@@ -28,6 +28,7 @@ from .population import Population, Member, member_id
 from .progress import Progress, snapshot
 from .records import Proposal, TrialResult
 from .rundir import RunDir
+from .storage import quiet_optuna
 from .runstate import RunLock, RunState, RunStateError
 
 FINISHED = "FINISHED"
@@ -37,8 +38,9 @@ MAX_HOLDS = 1_000_000   # Tune counts holds as samples: room for them (the drive
 
 class Driver:
     def __init__(self, cfg: Config, run: RunDir | None = None, *, strategy_factory: Callable | None = None,
-                 echo: Callable[[str], None] | None = None):
+                 echo: Callable[[str], None] | None = None, verbose: bool = False):
         self.cfg = cfg
+        self.verbose = verbose                    # Ray's start-up notices and Tune's warnings shown too
         self.run_dir = run or RunDir.at(cfg.run_dir)
         self.echo = echo or (lambda s: print(s, flush=True))
         self._strategy_factory = strategy_factory
@@ -54,6 +56,7 @@ class Driver:
         self._elapsed_base: float | None = None
         self._epochs: dict[str, int] = {}
         self._space_set = False
+        self.publisher: Any = None                # BackgroundPublisher, once built
         self._concurrent = 1                      # trials at a time (set by the session)
         self.holds: dict[str, int] = {}           # Tune trial id -> hold number (this session; not members)
         self._wake = self.run_dir.root / WAKE_FILE
@@ -66,7 +69,11 @@ class Driver:
 
     def run(self, resume: bool = False) -> int:
         with RunLock(self.root):
-            return self._run(resume)
+            try:
+                return self._run(resume)
+            finally:
+                if self.publisher is not None:
+                    self.publisher.close()     # every member in the study, the plots redrawn
 
     def _run(self, resume: bool) -> int:
         if resume:
@@ -99,6 +106,7 @@ class Driver:
             self.state.status = "final"
             self._save()
         if self.state.status == "final":
+            self.publisher.flush()
             self._final_stage()
         return 0
 
@@ -108,7 +116,7 @@ class Driver:
 
         from .leaderboard import Leaderboard
         from .mutator import SpaceMutator
-        from .publish import Publisher
+        from .publish import BackgroundPublisher, Publisher
         from .strategies import build_strategy
 
         self.space = ActionSpace.from_dict(self.cfg.actions)
@@ -118,7 +126,9 @@ class Driver:
         if self.state.strategy is not None:
             self.strategy.load_state_dict(self.state.strategy)
         self.lb = Leaderboard.for_run(self.run_dir, self.strategy.directions, self.strategy.objectives)
-        self.publisher = Publisher(self.lb)
+        if self.verbose:                          # --verbose: Optuna's log lines too
+            quiet_optuna(True)
+        self.publisher = BackgroundPublisher(Publisher(self.lb), self.echo)
         self._set_search_space()
 
     def _set_search_space(self) -> None:
@@ -165,7 +175,8 @@ class Driver:
         # of a cluster sharing the file system).
         return {"run_dir": str(self.root), "data": self._data_fields(), "data_seed": c.random_seed,
                 "tolerance": c.verify.tolerance, "verify_dtype": c.verify.dtype,
-                "threads": c.resources.cpus_per_trial, "gpus": self._gpus, "amp": c.resources.amp}
+                "threads": c.resources.cpus_per_trial, "gpus": self._gpus, "amp": c.resources.amp,
+                "distill": dataclasses.asdict(c.finetune.distill)}
 
     def _data_fields(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.cfg.data), "root": str(Path(self.cfg.data.root).expanduser().resolve())}
@@ -215,6 +226,12 @@ class Driver:
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        out = self._suggest(trial_id)
+        if out == FINISHED and self.holds:
+            self._bump()                   # nothing more will start: end the holds now
+        return out
+
+    def _suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.interrupted or self.fatal:
             return FINISHED
         if self.state.queue:
@@ -226,7 +243,9 @@ class Driver:
         prop = self.strategy.propose(self.population)
         if prop is None:
             if not self.state.pending:
-                self.echo("the strategy has nothing more to propose (no valid morph of its parents); stopping")
+                why = getattr(self.mutator, "last_refusal", None)
+                self.echo("the strategy has nothing more to propose (no valid morph of its parents"
+                          + (f"; {why}" if why else "") + "); stopping")
                 return FINISHED
             return self._hold(trial_id)
         job = self._child_job(prop)
@@ -239,15 +258,24 @@ class Driver:
         self.state.pending[job.member_id] = job.to_json()
         self.state.strategy = self.strategy.state_dict()
         self._save()                       # write-ahead: before the trial exists
+        self.publisher.open(job)           # its Optuna trial number is fixed now, in launch order (queued)
         self.trials[trial_id] = job.member_id
+        if self.holds:
+            # New work exists: end the holds so their slots ask for more. Only now, after this job
+            # took the actor that just freed up: a hold ending together with a real trial would
+            # leave Tune two idle actors, and it keeps only one of them (the cold-actor problem again).
+            self._bump()
         self._show()
         return {"job": job.to_json()}
 
-    def _hold(self, trial_id: str) -> dict[str, Any]:
+    def _hold(self, trial_id: str) -> dict[str, Any] | None:
         """Tune has a free slot but the strategy waits (the seed trains; a generation is not complete):
         keep the slot's worker process alive with a hold (see :func:`.runner.hold`) rather than
         answering ``None``, which makes Tune run every trial in one process, one after another.
-        A hold is no member: it is in neither the run state nor the study, and takes no randomness."""
+        A hold is no member: it is in neither the run state nor the study, and takes no randomness.
+        Only a Tune session running trials side by side gets holds (others get ``None``: wait)."""
+        if self._concurrent <= 1:
+            return None
         self.holds[trial_id] = len(self.holds)
         c = self.cfg
         return {HOLD: {"wake": str(self._wake), "seen": self._wake_value, "max_wait": HOLD_MAX_WAIT,
@@ -255,7 +283,8 @@ class Driver:
                        "data_seed": c.random_seed}}
 
     def _bump(self) -> None:
-        """Wake the holds: a member finished, the run was interrupted or Tune is done."""
+        """End the holds: a job was launched (new work: their slots should ask for more), nothing more
+        will start, the run was interrupted, or Tune is done."""
         self._wake_value = bump_wake(self._wake)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -282,7 +311,6 @@ class Driver:
             if not (result or {}).get("final", False):       # stopped by the scheduler (ASHA)
                 r = dataclasses.replace(r, extra={**r.extra, "early_stopped": True})
         self._finish(job, r)
-        self._bump()
 
     def on_trial_error(self, trial_id: str, message: str) -> None:
         mid = self.trials.get(trial_id)
@@ -291,7 +319,6 @@ class Driver:
         self.errored.pop(mid, None)
         job = self._pending(mid)
         self._finish(job, self._fail_result(job, f"worker error: {message}"))
-        self._bump()
 
     def interrupt(self, signal_name: str) -> None:
         """Ctrl-C / SIGTERM: stop the running trials (they stay pending); a second one stops at once."""
@@ -326,11 +353,8 @@ class Driver:
             self.echo(f"[search] member {mid} FAILED: {r.fail_reason}")
 
     def _record(self, r: TrialResult) -> None:
-        try:
-            self.publisher.record(r)
-        except Exception as e:   # a study problem must not stop the search: the state keeps the result
-            self.echo(f"warning: could not record member {r.member_id} in the study "
-                      f"({type(e).__name__}: {e}); 'morphnas resume' records it again")
+        """Hand the member to the background publisher (drawing + study write off the critical path)."""
+        self.publisher.submit(r)
 
     def _show(self, force: bool = False) -> None:
         elapsed = self._elapsed() if self._elapsed_base is not None else 0.0
@@ -354,7 +378,7 @@ class Driver:
         # Load the data once here: a failed download or a bad image folder is one clear error
         # before Ray starts, and trials never download concurrently.
         load_data(DataConfig(**self._data_fields()), seed=self.cfg.random_seed)
-        with TuneSession(self.cfg, self.run_dir) as session:
+        with TuneSession(self.cfg, self.run_dir, verbose=self.verbose) as session:
             try:
                 self._gpus = session.gpus
                 self._concurrent = session.concurrent

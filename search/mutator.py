@@ -34,6 +34,9 @@ class SpaceMutator:
         self._nets: OrderedDict[str, Network] = OrderedDict()
         self._cache_size = cache_size
         self._costs: dict[tuple, dict[str, float]] = {}
+        # Why the last draw found no valid morph (e.g. "params 30602 > max_params 20300"): the
+        # driver names it when the strategy gives up, so a too-tight constraint is visible.
+        self.last_refusal: str | None = None
 
     def net(self, member_id: str) -> Network:
         if member_id not in self._nets:
@@ -54,7 +57,8 @@ class SpaceMutator:
     def random_actions(self, parent_id: str, rng: np.random.Generator):
         try:
             sample = self.space.sample_proposal(self.net(parent_id), rng)
-        except MorphnasError:
+        except MorphnasError as e:
+            self.last_refusal = str(e)
             return None
         self._remember(parent_id, sample)
         return tuple(sample.actions), dict(sample.search_params)
@@ -70,7 +74,8 @@ class SpaceMutator:
     def actions_from_params(self, parent_id: str, params: dict[str, Any], seed: int):
         try:
             sample = self.space.actions_from_params(self.net(parent_id), params, seed)
-        except MorphnasError:
+        except MorphnasError as e:
+            self.last_refusal = str(e)
             return None
         self._remember(parent_id, sample)
         return tuple(sample.actions)

@@ -75,8 +75,8 @@ def check_storage(url: str | None, run: RunDir) -> None:
         if str(path) == ":memory:":
             raise ConfigError("config 'storage': sqlite:///:memory: would lose the study when the driver exits; "
                               "drop 'storage' (a study.db in the run) or name a file")
-        try:
-            writable_dir(path.parent, "config 'storage': folder", create_parents=True)
+        try:   # only the run's own folder is created by the driver; any other must exist
+            writable_dir(path.parent, "config 'storage': folder", create_parents=inside(path.parent, run.root))
         except FsError as e:
             raise ConfigError(str(e)) from None
         if path.is_dir():

@@ -79,9 +79,13 @@ class Progress:
         self.out = out or sys.stdout
         self.every = every
         self._last = 0.0
+        self._running = 0      # trials running in the last printed line
 
     def show(self, s: Snapshot, force: bool = False) -> None:
+        """Print if forced (a trial finished), if ``every`` seconds passed, or if more trials run than
+        the last line said (so a line shows them side by side as soon as they are)."""
         now = time.monotonic()
-        if force or now - self._last >= self.every:
+        if force or now - self._last >= self.every or s.running > self._running:
             self._last = now
+            self._running = s.running
             print(format_line(s), file=self.out, flush=True)

@@ -12,9 +12,23 @@ installed.
 
     python load_model.py path/to/export --check    # reload and compare with the saved outputs
 
+Raw images (what a camera or a dataset file gives, not yet normalised) go through ``predict``:
+
+    labels = load_model.predict(model, raw_images)        # class indices, (N,) int64
+    probs = load_model.predict_proba(model, raw_images)   # softmax, (N, classes)
+    load_model.class_names(model)                         # names of the classes, where known
+
+``raw_images`` is an array or tensor (N, C, H, W), or (N, H, W) for one channel, with values in
+the ``raw_range`` the export records (e.g. 0..16 for scikit-learn's digits, 0..255 for 8-bit
+images), channels in ``channel_order``. ``predict`` applies, in this order and in float32, what
+training applied: ``x / raw_range[1]``, the bilinear resize to the network's input size
+(``align_corners=False``), then ``(x - mean) / std`` per channel with the training split's
+statistics (``model.json`` -> ``preprocess``). ``model(x)`` takes already preprocessed input.
+
 The graph semantics are morphnas': a blob with several incoming layers is their sum (added in
-layer-name order, the order morphnas computes them in, so outputs match bit for bit); a blob read by
-several layers is shared.
+layer-name order, the order morphnas computes them in, so outputs match bit for bit) unless the blob
+says ``"join": "concat"`` (concatenated along channels in the listed order) or ``"join": "mul"``
+(multiplied, broadcasting (C, 1, 1) gates); a blob read by several layers is shared.
 """
 from __future__ import annotations
 
@@ -64,14 +78,14 @@ class ExportedNet(nn.Module):
         self.input_shape = tuple(spec["input_shape"])
         self.input_blob, self.output_blob = spec["input"], spec["output"]
         layers = {e["name"]: e for e in spec["edges"]}
-        self._plan = []  # (blob, [(source blob, module)]) in topological order
+        self._plan = []  # (blob, join, [(source blob, module)]) in topological order
         for blob in spec["blobs"]:
             terms = []
             for name in blob["in"]:
                 module = build_layer(layers[name]["layer"])
                 self._attach(name, module)
                 terms.append((layers[name]["src"], module))
-            self._plan.append((blob["name"], terms))
+            self._plan.append((blob["name"], blob.get("join", "sum"), terms))
 
     def _attach(self, path: str, module: nn.Module) -> None:
         *parents, leaf = path.split(".")
@@ -84,11 +98,14 @@ class ExportedNet(nn.Module):
 
     def forward(self, x):
         values = {self.input_blob: x}
-        for blob, terms in self._plan:
+        for blob, join, terms in self._plan:
+            if join == "concat":
+                values[blob] = torch.cat([module(values[src]) for src, module in terms], 1)
+                continue
             acc = None
             for src, module in terms:
                 t = module(values[src])
-                acc = t if acc is None else acc + t
+                acc = t if acc is None else (acc * t if join == "mul" else acc + t)
             values[blob] = acc
         return values[self.output_blob]
 
@@ -101,7 +118,58 @@ def load(directory, map_location="cpu") -> nn.Module:
     state = torch.load(d / "weights.pt", map_location=map_location, weights_only=True)
     model.load_state_dict(state, strict=True)
     dtype = getattr(torch, spec.get("dtype", "float32"))
+    model.preprocessing = spec.get("preprocess") or {}   # what predict() applies to raw images
     return model.to(dtype).eval()
+
+
+def preprocess(model: nn.Module, raw_images) -> torch.Tensor:
+    """Raw images -> the network's input, exactly as training prepared them (see the module doc)."""
+    p = getattr(model, "preprocessing", None)
+    if not p:
+        raise ValueError("this export records no preprocessing (exported by an older morphnas); "
+                         "feed model(x) with input normalised as in training")
+    x = torch.as_tensor(raw_images).to(torch.float32)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)                          # (N, H, W) -> (N, 1, H, W)
+    if x.ndim != 4 or x.shape[1] != len(p["mean"]):
+        raise ValueError(f"raw_images must be (N, {len(p['mean'])}, H, W) ({p['channel_order']}), "
+                         f"got shape {tuple(x.shape)}")
+    x = x / float(p["raw_range"][1])
+    size = tuple(model.input_shape[-2:])
+    if tuple(x.shape[-2:]) != size:
+        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    mean = torch.tensor(p["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(p["std"], dtype=torch.float32).view(1, -1, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def predict_proba(model: nn.Module, raw_images, batch_size: int = 256) -> torch.Tensor:
+    """Class probabilities (softmax of the logits) for raw images, computed in batches."""
+    x = preprocess(model, raw_images)
+    dtype = next(iter(model.parameters()), torch.empty(0)).dtype
+    with torch.no_grad():
+        out = [torch.softmax(model(x[i:i + batch_size].to(dtype)), dim=1) for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def predict(model: nn.Module, raw_images, batch_size: int = 256) -> torch.Tensor:
+    """The predicted class index of each raw image, (N,) int64."""
+    x = preprocess(model, raw_images)
+    dtype = next(iter(model.parameters()), torch.empty(0)).dtype
+    with torch.no_grad():
+        out = [model(x[i:i + batch_size].to(dtype)).argmax(dim=1) for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+
+
+def class_names(model: nn.Module) -> list | None:
+    return (getattr(model, "preprocessing", None) or {}).get("class_names")
+
+
+def count_params(model: nn.Module) -> int:
+    """Parameters by morphnas' convention (the leaderboard's and ``morphnas describe``'s): every
+    learnable tensor plus BN running statistics; integer counters are not parameters."""
+    return (sum(p.numel() for p in model.parameters())
+            + sum(b.numel() for b in model.buffers() if b.is_floating_point()))
 
 
 def check(directory, tol: float = 1e-5) -> tuple[float, float]:
@@ -124,8 +192,9 @@ def main(argv=None) -> int:
     parser.add_argument("--tol", type=float, default=1e-5, help="relative tolerance of --check")
     args = parser.parse_args(argv)
     model = load(args.directory)
-    n = sum(p.numel() for p in model.parameters())
-    print(f"loaded {args.directory}: input shape {model.input_shape}, {n} parameters")
+    n = count_params(model)
+    print(f"loaded {args.directory}: input shape {model.input_shape}, {n:,} parameters "
+          f"(learnable tensors + BN running statistics, as the leaderboard counts)")
     if args.check:
         err, rel = check(args.directory)
         print(f"check: max_abs_err={err:.3e} rel_err={rel:.3e} (tol {args.tol:g})")

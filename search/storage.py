@@ -5,13 +5,34 @@ and none of them records trials.
 """
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import optuna
 
 from .rundir import RunDirError, journal_path
 
-__all__ = ["load_study", "open_storage"]
+__all__ = ["load_study", "open_storage", "quiet_optuna", "verbose_wanted"]
+
+VERBOSE_ENV = "MORPHNAS_VERBOSE"
+
+
+def verbose_wanted() -> bool:
+    """Whether the environment asks for library noise back (``MORPHNAS_VERBOSE=1``; ``--verbose`` does it per command)."""
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def quiet_optuna(verbose: bool | None = None) -> None:
+    """Silence what alarms users without telling them anything: Optuna's ``[I ...]`` INFO lines
+    ("A new study created in RDB ...") and its importance/experimental ``UserWarning``s, which
+    optuna-dashboard triggers on every importance request. ``verbose`` (default: the
+    ``MORPHNAS_VERBOSE`` environment variable) keeps them."""
+    verbose = verbose_wanted() if verbose is None else verbose
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    if not verbose:
+        for module in (r"optuna(\..*)?", r"optuna_dashboard(\..*)?"):
+            warnings.filterwarnings("ignore", category=UserWarning, module=module)
 
 
 def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:

@@ -19,6 +19,7 @@ from morphnas.morphism.errors import MorphnasError, did_you_mean
 from morphnas.morphism.graph import Network
 
 from .data import Data, Split, batches
+from .distill import Teacher
 
 
 class Diverged(MorphnasError):
@@ -64,9 +65,13 @@ class EpochReport:
 
 def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
           on_epoch: Callable[[EpochReport, Network], None] | None = None,
-          device: str | torch.device = "cpu", amp: bool = False) -> tuple[Network, list[EpochReport]]:
-    """Train a copy of ``net``; ``on_epoch(report, net_so_far)`` is called after every epoch."""
+          device: str | torch.device = "cpu", amp: bool = False,
+          teacher: Teacher | None = None) -> tuple[Network, list[EpochReport]]:
+    """Train a copy of ``net``; ``on_epoch(report, net_so_far)`` is called after every epoch. With a
+    ``teacher`` (:mod:`.distill`: the parent, T and w) the loss mixes labels and the parent's soft outputs."""
     device = torch.device(device)
+    if teacher is not None:
+        teacher.to(device)
     module = compile_network(net).to(device)
     params_decay = [p for n, p in module.named_parameters() if p.ndim > 1]
     params_other = [p for n, p in module.named_parameters() if p.ndim <= 1]
@@ -89,7 +94,7 @@ def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
                 g["lr"] = lr
             x, y = x.to(device), y.to(device)
             with torch.autocast(device.type, enabled=use_amp):
-                loss = F.cross_entropy(module(x), y)
+                loss = F.cross_entropy(module(x), y) if teacher is None else teacher.loss(module(x), x, y)
             if not torch.isfinite(loss):
                 raise Diverged(f"training loss became {loss.item()} at epoch {epoch}, step {step + 1} "
                                f"(lr {lr:.3g}); lower the learning rate")

@@ -57,5 +57,5 @@ def raw_record(r: TrialResult) -> str:
 def arch_params(actions: Sequence[Mapping[str, Any]], depth: int) -> dict[str, Any]:
     """Params every trial has (the seed too), so importance and the slice plot compare all trials:
     the first action's op (``seed`` for the seed), the number of actions and the lineage depth."""
-    return {"first_op": str(actions[0].get("op", "?")) if actions else "seed", "n_actions": len(actions),
+    return {"first_op": str(actions[0].get("op", "?")) if actions else "seed", "num_morphs": len(actions),
             "lineage_depth": int(depth)}

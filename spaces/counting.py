@@ -4,7 +4,11 @@
   gamma/beta/running mean/running var, PReLU slopes, parametric-activation ``a`` (integer
   counters such as ``num_batches_tracked`` are not parameters);
 * params_mb = 4 bytes x params / 2**20;
-* flops = multiply-accumulates of conv and FC layers only, at the network's input size;
+* flops = multiply-accumulates of conv and FC layers only, at the network's input size. Extended
+  beyond the paper's ResNets: a grouped or depthwise conv counts ``in_channels / groups`` MACs per
+  output value (what it computes); joins (sum, concat, product), slices, shuffles, pooling,
+  normalisation (BN, channel LayerNorm), layer scale and activations count zero, as BN and
+  activations always did in the paper's convention, so FLOPs stay comparable across the zoo;
 * depth = conv and FC layers on the longest input -> output path (ResNet-20 has depth 20; a
   morphed block's extra paths are no longer than its residual branch, so morph20_1c1 stays 20).
 """

@@ -29,6 +29,7 @@ import networkx as nx
 from morphnas.morphism.errors import SpecError
 from morphnas.morphism.graph import Network
 from morphnas.morphism import layers as L
+from morphnas.morphism import layers_extra as LX
 
 from .counting import count
 from .sites import stage_map
@@ -63,7 +64,7 @@ def layer_label(layer: L.LayerSpec) -> str:
     if isinstance(layer, L.Conv2d):
         s = f"conv{layer.kernel_size}x{layer.kernel_size}"
         s += f"/{layer.stride}" if layer.stride > 1 else ""
-        s += f" g{layer.groups}" if layer.groups > 1 else ""
+        s += (" dw" if layer.depthwise else f" g{layer.groups}") if layer.groups > 1 else ""
         return s + (f" {layer.out_channels}" if layer.out_channels != layer.in_channels else "")
     if isinstance(layer, L.BatchNorm2d):
         return "bn"
@@ -85,7 +86,23 @@ def layer_label(layer: L.LayerSpec) -> str:
         return f"avgpool{layer.kernel_size}"
     if isinstance(layer, (L.Pad, L.Crop)):
         return f"{layer.kind}{layer.amount}"
+    if isinstance(layer, LX.ChannelSlice):
+        return f"ch[{layer.start}:{layer.stop}]"
+    if isinstance(layer, LX.ChannelShuffle):
+        return f"shuffle{layer.groups}"
+    if isinstance(layer, LX.ChannelLayerNorm):
+        return "ln"
+    if isinstance(layer, LX.LayerScale):
+        return "scale"
+    if isinstance(layer, LX.StochasticDepth):
+        return "sd"
+    if isinstance(layer, (LX.AdaptiveAvgPool2d, LX.AdaptiveMaxPool2d)):
+        return f"{'avg' if isinstance(layer, LX.AdaptiveAvgPool2d) else 'max'}pool→{layer.height}x{layer.width}"
     return layer.kind
+
+
+# The symbol drawn where parallel branches meet, by the join blob's kind.
+JOIN_SYMBOLS = {"sum": "Σ", "concat": "⧺", "mul": "×"}
 
 
 def _block_edges(net: Network, block: dict) -> set[str]:
@@ -137,7 +154,7 @@ def _lines(net: Network, sub: nx.MultiDiGraph, source: str, sink: str, base: set
 
     lines: list[Line] = []
     chain: list[tuple[str, bool]] = []
-    after_join = False
+    after_join = ""   # the symbol of the join the chain continues from ("" at the start)
 
     def flush() -> None:
         # Runs of the chain added by morphs go on their own lines so exactly they are highlighted.
@@ -147,7 +164,7 @@ def _lines(net: Network, sub: nx.MultiDiGraph, source: str, sink: str, base: set
             run = []
             while chain and chain[0][1] == hit:
                 run.append(chain.pop(0)[0])
-            lead = "Σ → " if after_join and first else "" if first else "→ "
+            lead = f"{after_join} → " if after_join and first else "" if first else "→ "
             lines.extend(wrapped(lead + " → ".join(run), hit, "", "  "))
             first = False
 
@@ -175,7 +192,7 @@ def _lines(net: Network, sub: nx.MultiDiGraph, source: str, sink: str, base: set
                     lines.append(Line("├ " + inner[0].text, inner[0].morphed))
                 else:
                     lines.extend(Line(("├ " if i == 0 else "│ ") + ln.text, ln.morphed) for i, ln in enumerate(inner))
-        after_join = True
+        after_join = JOIN_SYMBOLS.get(net.join(b), "Σ")
     flush()
     return lines
 

@@ -21,6 +21,9 @@ NETS = {
     "small_cnn": lambda: create_network("small_cnn"),
     "resnet20": lambda: create_network("resnet20", input_size=8),
     "resnet18": lambda: imagenet_resnet(18, num_classes=10, input_size=32),
+    "tiny_densenet": lambda: create_network("tiny_densenet"),     # concatenations
+    "tiny_mobilenet": lambda: create_network("tiny_mobilenet"),   # depthwise convs, inverted residuals
+    "mlp": lambda: create_network("mlp", features=12, hidden=(16, 8)),   # dense layers only
 }
 
 

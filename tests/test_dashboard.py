@@ -35,6 +35,10 @@ def call(app, path: str) -> tuple[str, dict[str, str], bytes]:
     return got["status"], got["headers"], body
 
 
+def t_note(trial: dict) -> str:
+    return trial["note"]["body"]
+
+
 def test_api_lists_study_trials_user_attrs_and_artifacts(fake):
     run, lb, results = fake
     app = dashboard_app(run)
@@ -53,18 +57,26 @@ def test_api_lists_study_trials_user_attrs_and_artifacts(fake):
     attrs = {t["number"]: {a["key"]: a["value"] for a in t["user_attrs"]} for t in trials}
     for i, (mid, parent, *_rest) in enumerate(MEMBERS):
         assert attrs[i]["member_id"] == mid and attrs[i]["parent_id"] == (parent or "null")
-        assert attrs[i]["params"] == str(results[i].params) and attrs[i]["flops"] == str(results[i].flops)
+        done = results[i].state == "COMPLETE"   # a failed member's size is unknown: null, not 0
+        assert attrs[i]["params"] == (str(results[i].params) if done else "null")
+        assert attrs[i]["flops"] == (str(results[i].flops) if done else "null")
+        assert "actions" not in attrs[i] and "extra" not in attrs[i]   # raw JSON: record_<m>.json
+        assert t_note(trials[i]).startswith(f"## {mid} (trial {i})")     # the page opens with the member
     assert attrs[3]["fail_reason"] == "worker raised RuntimeError: loss is NaN"
-    assert [p["name"] for p in trials[4]["params"]] == ["op", "position", "stage"]
+    assert [p["name"] for p in trials[4]["params"]] == ["first_op", "lineage_depth", "num_morphs", "op", "position",
+                                                        "stage"]
+    # params every trial has, so importance and the default slice plot compare all trials
+    assert [p["name"] for p in detail["intersection_search_space"]] == ["first_op", "lineage_depth", "num_morphs"]
     assert trials[4]["intermediate_values"] == [{"step": 1, "value": 0.70}, {"step": 2, "value": 0.75}]
     assert detail["best_trials"][0]["number"] == 4
     assert sorted(a["filename"] for a in detail["artifacts"]) == ["lineage.png", "pareto.png"]
 
     # each finished trial shows its architecture drawing, and the dashboard serves the bytes
     for t in trials:
-        names = [a["filename"] for a in t["artifacts"]]
-        assert names == ([] if t["state"] == "Fail" else [f"arch_{MEMBERS[t['number']][0]}.png"])
-    art = trials[1]["artifacts"][0]
+        names = sorted(a["filename"] for a in t["artifacts"])
+        mid = MEMBERS[t['number']][0]
+        assert names == ([] if t["state"] == "Fail" else [f"arch_{mid}.png"]) + [f"record_{mid}.json"]
+    art = next(a for a in trials[1]["artifacts"] if a["filename"] == "arch_m1.png")
     status, headers, png = call(app, f"/artifacts/{sid}/{trials[1]['trial_id']}/{art['artifact_id']}")
     assert status.startswith("200") and headers["Content-Type"] == "image/png"
     assert png == (run.plots / "arch_m1.png").read_bytes()

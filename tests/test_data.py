@@ -99,6 +99,10 @@ def test_image_folder(tmp_path):
     assert (len(d.train), len(d.val), len(d.test)) == (9, 3, 4)
     with pytest.raises(DataError, match=r"needs a 'train' sub-folder"):
         load_data(DataConfig(dataset="image_folder", root=str(tmp_path / "train")), seed=0)
+    # Images of different sizes without data.image_size: one line that says to set it.
+    Image.fromarray(rng.integers(0, 255, (20, 16, 3), dtype=np.uint8)).save(tmp_path / "train" / "cat" / "big.png")
+    with pytest.raises(DataError, match=r"differ in size \(.*\); set data.image_size"):
+        load_data(DataConfig(dataset="image_folder", root=str(tmp_path)), seed=0)
 
 
 def test_crop_augmentation_is_a_shift_of_the_padded_image_and_flip_mirrors():

@@ -38,6 +38,30 @@ def torchvision_counts(depth: int, classes: int) -> tuple[int, int]:
     return params, sum(macs)
 
 
+# Issue 14's seeds: counted on the compiled torch module (hooks), not by spaces/counting.py.
+MODULE_COUNTED = {"densenet_bc": 40, "tiny_densenet": 11, "mobilenet_v2": 53, "tiny_mobilenet": 17, "mlp": 3}
+
+
+def module_expected(name: str, classes: int) -> dict:
+    """Params (+ BN running statistics) and conv/linear MACs of the compiled seed (torch modules and
+    hooks); depth is the architecture's (DenseNet-BC-40 has 40 layers; MobileNetV2: stem, 2 + 16 x 3 block convs,
+    the last 1x1 conv and the FC); blocks and identities from the recorded blocks."""
+    from morphnas.morphism.compile import compile_network
+    net = create_seed(name, num_classes=classes)
+    mod = compile_network(net).eval()
+    params = sum(p.numel() for p in mod.parameters()) + sum(
+        m.running_mean.numel() + m.running_var.numel() for m in mod.modules() if isinstance(m, nn.BatchNorm2d))
+    macs = []
+    for m in mod.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.register_forward_hook(lambda m, i, out: macs.append(out[0].numel() * m.weight[0].numel()))
+    with torch.no_grad():
+        mod(torch.zeros(1, *net.input_shape))
+    blocks = len(net.meta.get("blocks", []))
+    return {"params": params, "flops": sum(macs), "depth": MODULE_COUNTED[name], "stages": [], "blocks": blocks,
+            "identity": sum(e.layer.kind == "identity" for e in net.edges())}
+
+
 def seed_expected(name: str, classes: int) -> dict:
     """params, flops, depth, blocks (per stage, with their channels and pixels) of a seed network."""
     if name in PLAIN:
@@ -66,6 +90,8 @@ def expected(name: str, classes: int) -> dict:
     """A seed's counts, or for ``morph<d>_<k1>c<k2>[_2branch][_half]`` the seed's plus one
     conv k1 - BN - PReLU - conv k2 - BN path (two with _2branch) at the block width in every block of
     index >= 1 (odd indices with _half); each morphed path replaces an identity shortcut with _2branch."""
+    if name in MODULE_COUNTED:
+        return module_expected(name, classes)
     m = re.fullmatch(r"morph(\d+)_(\d+)c(\d+)(_2branch)?(_half)?", name)
     e = seed_expected(f"resnet{m.group(1)}" if m else name, classes)
     blocks = sum(n for n, _, _ in e["stages"])

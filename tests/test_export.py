@@ -155,3 +155,68 @@ def test_export_target_is_a_file(fake, tmp_path, capsys):
     assert "is a file; pass a directory with -o" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing"), "-o", str(tmp_path / "e")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- issue 13: raw input
+PREDICT = textwrap.dedent("""
+    import sys
+    sys.path[:] = [p for p in sys.path if "site-packages" in p or p.endswith(".zip") or "lib/python" in p]
+    sys.path.insert(0, sys.argv[1])
+    import torch
+    import load_model
+    model = load_model.load(sys.argv[1])
+    raw, y = torch.load(sys.argv[2], weights_only=True)
+    pred = load_model.predict(model, raw.numpy())
+    proba = load_model.predict_proba(model, raw)
+    assert torch.equal(proba.argmax(1), pred) and torch.allclose(proba.sum(1), torch.ones(len(raw)))
+    assert not any(m == "morphnas" or m.startswith("morphnas.") for m in sys.modules), "morphnas imported"
+    print(int((pred == y).sum()), len(y), load_model.class_names(model)[:3])
+""")
+
+
+def test_export_predict_on_raw_test_split_gives_the_reported_accuracy(tmp_path):
+    """Raw digits (0..16, 8x8) through predict(): upscaling and standardisation come from the export."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from morphnas.search.config import DataConfig
+    from morphnas.search.data import load_data
+    from morphnas.search.train import TrainSpec, evaluate, train
+    from morphnas.spaces.builders import cifar_resnet
+
+    cfg = DataConfig(dataset="digits", image_size=16)
+    data = load_data(cfg, seed=3)
+    net = cifar_resnet(depth=8, width=8, in_channels=1, input_size=16, num_classes=10)
+    net, _ = train(net, data, TrainSpec(3, 0.1, batch_size=64), seed=0)
+    reported = evaluate(net, data.test)
+    assert reported > 0.5                                         # a trained network, not chance
+    export_network(net, tmp_path / "exp", info={"member_id": "m1"}, preprocess=data.preprocess)
+    p = json.loads((tmp_path / "exp" / "export.json").read_text())["preprocess"]
+    assert (p["raw_range"], p["resize"]["size"], p["channel_order"], len(p["mean"])) == ([0.0, 16.0], [16, 16],
+                                                                                          "grey", 1)
+    assert p["class_names"][:3] == ["0", "1", "2"]
+    assert json.loads((tmp_path / "exp" / "model.json").read_text())["preprocess"] == p
+    d = load_digits()                                             # the raw test split, as load_data cuts it
+    perm = np.random.default_rng(12345).permutation(len(d.target))[: int(round(cfg.test_fraction * len(d.target)))]
+    raw, y = torch.tensor(d.images[perm], dtype=torch.float32), torch.tensor(d.target[perm])
+    torch.save((raw, y), tmp_path / "raw.pt")
+    (tmp_path / "predict.py").write_text(PREDICT)
+    out = subprocess.run([sys.executable, "-I", str(tmp_path / "predict.py"), str(tmp_path / "exp"),
+                          str(tmp_path / "raw.pt")], capture_output=True, text=True, cwd=tmp_path,
+                         env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    correct, n, names = out.stdout.split(maxsplit=2)
+    assert int(n) == len(data.test) and int(correct) / int(n) == reported
+    assert names.strip() == "['0', '1', '2']"
+
+
+def test_check_and_leaderboard_count_parameters_alike(fake, tmp_path):
+    """One convention (learnable tensors + BN running statistics): --check said 20,914, the leaderboard 21,314."""
+    run, lb, _ = fake
+    row = lb.row_of("m1")
+    export_run(run, tmp_path / "e", trial=1)
+    out = subprocess.run([sys.executable, str(tmp_path / "e" / "load_model.py"), str(tmp_path / "e"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"{row.params:,} parameters (learnable tensors + BN running statistics, as the leaderboard counts)" \
+        in out.stdout

@@ -7,8 +7,11 @@ import torch
 from morphnas.morphism.errors import LintError, MorphnasError, SpecError
 from morphnas.morphism.graph import Network
 from morphnas.morphism.layer_json import spec_from_json, spec_to_json
+from morphnas.morphism.kinds import layer_kinds
 from morphnas.morphism.layers import (Activation, AvgPool2d, BatchNorm2d, Conv2d, Crop, Dropout, Flatten,
-                                      GlobalAvgPool, Identity, Linear, MaxPool2d, Pad, PAct, PReLU, layer_kinds)
+                                      GlobalAvgPool, Identity, Linear, MaxPool2d, Pad, PAct, PReLU)
+from morphnas.morphism.layers_extra import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, ChannelLayerNorm, ChannelShuffle,
+                                            ChannelSlice, LayerScale, StochasticDepth)
 from morphnas.morphism.shapes import infer_shapes
 
 
@@ -27,7 +30,8 @@ def small() -> Network:
 EXAMPLES = [Conv2d(4, 8, 3, 2, 1, groups=2, bias=True, dilation=1), BatchNorm2d(8, eps=1e-3, momentum=0.2),
             Activation("gelu"), PAct(8, "tanh", per_channel=False), PReLU(8, 0.1), Identity(0.5), MaxPool2d(3, 2, 1),
             AvgPool2d(2, None, 0, False), GlobalAvgPool(), Flatten(), Linear(8, 3, False), Dropout(0.2), Pad(1),
-            Crop(2)]
+            Crop(2), ChannelSlice(2, 6), ChannelShuffle(2), ChannelLayerNorm(8, 1e-6), LayerScale(8),
+            StochasticDepth(0.1, "row"), AdaptiveAvgPool2d(3, 2), AdaptiveMaxPool2d(1, 1)]
 
 
 def test_every_kind_round_trips_through_json():

@@ -11,7 +11,8 @@ from optuna.trial import TrialState
 
 from _fake_run import DEPTH, MEMBERS, SEARCH_SPACE, make_fake_run
 from morphnas.search.cli import main
-from morphnas.search.leaderboard import Leaderboard, LeaderboardError, Row, rank_rows, to_distribution
+from morphnas.search.leaderboard import (Leaderboard, LeaderboardError, Row, arch_domains, find_member, rank_rows,
+                                        to_distribution)
 from morphnas.search.publish import Publisher
 from morphnas.search.records import TrialResult
 from morphnas.search.rundir import RunDir, RunDirError, open_run, storage_url, study_name
@@ -30,13 +31,18 @@ def test_one_trial_per_member_with_all_attributes(fake):
     for t, r in zip(trials, results):
         u = t.user_attrs
         assert u["parent_id"] == r.parent_id and u["depth"] == DEPTH[r.member_id]
-        assert u["actions"] == [dict(a) for a in r.actions]
-        assert (u["params"], u["params_mb"], u["flops"]) == (r.params, r.params_mb, r.flops)
+        # raw JSON is kept off the visible attributes (system attrs + an attached record_<m>.json)
+        assert "actions" not in u and "extra" not in u
+        assert t.system_attrs["morphnas:actions"] == [dict(a) for a in r.actions]
+        sizes = (r.params, r.params_mb, r.flops) if r.state == "COMPLETE" else (None, None, None)
+        assert (u["params"], u["params_mb"], u["flops"]) == sizes   # a FAIL's size is unknown, not 0
         assert u["preservation_error"] == r.preservation_error
         assert (u["epochs"], u["wall_time"], u["member_path"]) == (r.epochs, r.wall_time, r.member_path)
         assert u["val_acc_history"] == list(r.val_acc_history)
-        assert u["extra"] == {"attempt": 1}
-        assert t.params == r.search_params
+        assert t.system_attrs["morphnas:extra"] == {"attempt": 1}
+        assert f"record_{r.member_id}.json" in lb.artifacts(r.member_id)
+        assert t.params == {**r.search_params, "first_op": r.actions[0]["op"] if r.actions else "seed",
+                            "num_morphs": len(r.actions), "lineage_depth": DEPTH[r.member_id]}
         assert math.isclose((t.datetime_complete - t.datetime_start).total_seconds(), r.wall_time, abs_tol=1e-3)
         if r.state == "COMPLETE":
             assert t.state == TrialState.COMPLETE and t.values == [r.val_acc_history[-1]]
@@ -49,9 +55,12 @@ def test_one_trial_per_member_with_all_attributes(fake):
     # fixed declared domains, identical in every trial (what parameter importance needs)
     t4 = trials[4]
     assert t4.distributions == {"op": CategoricalDistribution(("split", "deepen", "widen")),
-                                "stage": IntDistribution(0, 2), "position": FloatDistribution(0.0, 1.0)}
+                                "stage": IntDistribution(0, 2), "position": FloatDistribution(0.0, 1.0),
+                                **arch_domains()}
+    assert all(t.distributions[k] == d for t in trials for k, d in arch_domains().items())
     assert t4.user_attrs["ops"] == "deepen@layer3.0.conv1 + split@layer1.0.conv2"
-    assert trials[0].params == {} and trials[0].user_attrs["ops"] == ""
+    assert trials[0].params == {"first_op": "seed", "num_morphs": 0, "lineage_depth": 0}
+    assert trials[0].user_attrs["ops"] == ""
     assert lb.study.metric_names == ["val_acc"]
 
 
@@ -72,18 +81,21 @@ def test_artifacts_attached_to_trials_and_study(fake):
     for mid, _, state, *_ in MEMBERS:
         arts = lb.artifacts(mid)
         if state == "COMPLETE":
-            assert list(arts) == [f"arch_{mid}.png"]
+            assert sorted(arts) == [f"arch_{mid}.png", f"record_{mid}.json"]
             stored = (run.artifacts / arts[f"arch_{mid}.png"]).read_bytes()
             assert stored == (run.plots / f"arch_{mid}.png").read_bytes() and stored[:4] == b"\x89PNG"
         else:
-            assert arts == {}
+            assert list(arts) == [f"record_{mid}.json"]
+        raw = json.loads((run.artifacts / arts[f"record_{mid}.json"]).read_text())
+        assert raw["member_id"] == mid and raw["extra"] == {"attempt": 1}
     study_arts = lb.artifacts()
     assert sorted(study_arts) == ["lineage.png", "pareto.png"]
     for name, aid in study_arts.items():
         assert (run.artifacts / aid).read_bytes() == (run.plots / name).read_bytes()
     # Optuna's own API sees the trial artifacts too
     metas = optuna.artifacts.get_all_artifact_meta(lb.study.get_trials()[1], storage=lb.storage)
-    assert [(m.filename, m.mimetype) for m in metas] == [("arch_m1.png", "image/png")]
+    assert sorted((m.filename, m.mimetype) for m in metas) == [("arch_m1.png", "image/png"),
+                                                          ("record_m1.json", "application/json")]
 
 
 def test_upload_artifact_to_finished_trial_replaces_by_name(fake, tmp_path):
@@ -93,7 +105,8 @@ def test_upload_artifact_to_finished_trial_replaces_by_name(fake, tmp_path):
     aid = lb.upload_artifact("m2", note)
     note.write_text("second")
     assert lb.upload_artifact("m2", note) == aid
-    assert lb.artifacts("m2") == {"arch_m2.png": lb.artifacts("m2")["arch_m2.png"], "notes.txt": aid}
+    assert lb.artifacts("m2") == {"arch_m2.png": lb.artifacts("m2")["arch_m2.png"],
+                                  "record_m2.json": lb.artifacts("m2")["record_m2.json"], "notes.txt": aid}
     assert (run.artifacts / aid).read_text() == "second"
     with pytest.raises(LeaderboardError, match="has no trial yet"):
         lb.upload_artifact("nobody", note)
@@ -140,13 +153,15 @@ def test_bad_results_are_refused_or_failed(tmp_path):
     with pytest.warns(UserWarning, match=r"stage=7 is outside its domain"):
         n = lb.record(TrialResult("b", None, 0, "COMPLETE", values=(0.5,), search_params={"stage": 7, "op": "split"}))
     t = lb.trial(n)
-    assert t.params == {"op": "split"} and t.user_attrs["params_outside_domain"] == {"stage": 7}
+    assert t.params == {"op": "split", "first_op": "seed", "num_morphs": 0, "lineage_depth": 0}
+    assert t.user_attrs["params_outside_domain"] == {"stage": 7}
     n = lb.record(TrialResult("d", None, 0, "COMPLETE", values=(float("nan"),)))
     t = lb.trial(n)
     assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"] == "objective value(s) not finite: [nan]"
     # an undeclared search param is still recorded, with a one-point domain
     n = lb.record(TrialResult("e", None, 0, "COMPLETE", values=(0.5,), search_params={"k1": 3, "mode": "dense"}))
-    assert lb.trial(n).distributions == {"k1": IntDistribution(3, 3), "mode": CategoricalDistribution(("dense",))}
+    assert lb.trial(n).distributions == {"k1": IntDistribution(3, 3), "mode": CategoricalDistribution(("dense",)),
+                                         **arch_domains()}
     with pytest.raises(LeaderboardError, match=r"directions \['maximize'\], the run asks for \['minimize'\]"):
         Leaderboard.for_run(run, ["minimize"])
     with pytest.raises(LeaderboardError, match="2 objective names"):
@@ -227,7 +242,7 @@ def test_rerun_and_unloadable_member(tmp_path, capsys):
                       extra={"attempt": 2, "rerun": True, "rerun_reason": "its first attempt was running"})
     with pytest.warns(UserWarning, match="no architecture drawing for member m0: LoadError"):
         assert pub.record(bad) == 0  # the trial is recorded even though its network cannot be drawn
-    assert lb.artifacts("m0") == {} and sorted(lb.artifacts()) == ["lineage.png", "pareto.png"]
+    assert list(lb.artifacts("m0")) == ["record_m0.json"] and sorted(lb.artifacts()) == ["lineage.png", "pareto.png"]
     pub.record(TrialResult("m1", "m0", 1, "FAIL", val_acc_history=(), extra={"rerun": True, "early_stopped": True},
                           fail_reason="interrupted twice"))
     assert main(["leaderboard", str(run.root)]) == 0
@@ -244,3 +259,97 @@ def test_cli_plots_redraws_files_without_writing_the_study(fake, capsys):
     assert f"plots: {run.plots / 'lineage.png'}, {run.plots / 'pareto.png'}" in capsys.readouterr().out
     assert (run.plots / "lineage.png").read_bytes()[:4] == b"\x89PNG"
     assert lb.storage.get_study_system_attrs(lb.study_id) == before
+
+
+# ----------------------------------------------------------------------------- issue 13/15/16 items
+class _Job:
+    """What the driver passes to open_trial (a Job's fields)."""
+
+    def __init__(self, mid, parent=None, depth=0, actions=(), search_params=None):
+        self.member_id, self.parent_id, self.depth = mid, parent, depth
+        self.member_path, self.search_params, self._actions = f"members/{mid}", search_params or {}, actions
+
+    def action_dicts(self):
+        return tuple(self._actions)
+
+
+def test_trial_numbers_fixed_at_launch_whatever_the_finish_order(tmp_path):
+    """m<i> is trial i although m2 finishes before m1; a resumed leaderboard keeps them."""
+    run = RunDir.at(tmp_path / "r").make()
+    lb = Leaderboard.for_run(run, ["maximize"], search_space=SEARCH_SPACE)
+    split = ({"op": "split", "site": "layer1.0.conv1"},)
+    assert [lb.open_trial(_Job(m, None if m == "m0" else "m0", 0 if m == "m0" else 1, () if m == "m0" else split,
+                               None if m == "m0" else {"op": "split", "stage": 0, "position": 0.5}))
+            for m in ("m0", "m1", "m2")] == [0, 1, 2]
+    assert lb.recorded() == {} and lb.rows() == [] and [r.state for r in lb.rows(running=True)] == ["RUNNING"] * 3
+    assert lb.record(TrialResult("m0", None, 0, "COMPLETE", values=(0.5,), val_acc_history=(0.5,))) == 0
+    assert lb.record(TrialResult("m2", "m0", 1, "COMPLETE", values=(0.7,), actions=split,
+                                 val_acc_history=(0.6, 0.7), params=10, flops=20)) == 2
+    again = Leaderboard.for_run(run, ["maximize"], search_space=SEARCH_SPACE)     # a resume
+    assert again.open_trial(_Job("m1", "m0", 1, split)) == 1                      # the re-run keeps its trial
+    assert again.record(TrialResult("m1", "m0", 1, "FAIL", actions=split, fail_reason="diverged")) == 1
+    assert again.record(TrialResult("m1", "m0", 1, "FAIL", actions=split, fail_reason="diverged")) == 1
+    trials = again.study.get_trials()
+    assert [(t.number, t.user_attrs["member_id"], t.state) for t in trials] == [
+        (0, "m0", TrialState.COMPLETE), (1, "m1", TrialState.FAIL), (2, "m2", TrialState.COMPLETE)]
+    assert trials[2].values == [0.7] and trials[2].intermediate_values == {1: 0.6, 2: 0.7}
+    assert trials[2].params == {"op": "split", "stage": 0, "position": 0.5, "first_op": "split", "num_morphs": 1,
+                                "lineage_depth": 1}
+    assert trials[1].user_attrs["fail_reason"] == "diverged" and trials[1].user_attrs["params"] is None
+    assert again.recorded() == {"m0": 0, "m1": 1, "m2": 2}
+    assert find_member(run, "m2").trial == 2
+    with pytest.raises(LeaderboardError, match=r"--member 'm22': the run has no such member; did you mean 'm2'\?"):
+        find_member(run, "m22")
+
+
+def test_fail_rows_show_dash_and_null_for_size(fake, capsys):
+    run, lb, results = fake
+    fail = next(r for r in lb.rows() if r.state == "FAIL")
+    assert (fail.params, fail.params_mb, fail.flops) == (None, None, None)
+    assert main(["leaderboard", str(run.root), "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["state"] == "FAIL")
+    assert (row["params"], row["flops"]) == (None, None)
+    assert main(["leaderboard", str(run.root)]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if " m3 " in ln)
+    assert line.split()[5:8] == ["-", "-", "-"]   # val_acc, params, FLOPs
+
+
+def test_pareto_flag_is_the_front_plotted_in_pareto_png(fake, capsys):
+    """Single-objective runs too: the flag used to be false everywhere while the plot drew a front."""
+    from morphnas.search.rows import front_rows
+    run, lb, _ = fake
+    rows = lb.rows()
+    done, front = front_rows(rows, "params")        # what plots.pareto_front draws
+    assert {r.member_id for r in rows if r.pareto} == {done[i].member_id for i in front}
+    assert any(r.pareto for r in rows)
+    assert main(["leaderboard", str(run.root), "--json"]) == 0
+    flags = {r["member"]: r["pareto"] for r in json.loads(capsys.readouterr().out)}
+    assert flags == {r.member_id: r.pareto for r in rows}
+
+
+def test_trial_note_shows_member_parent_ops_sizes_and_drawing(fake):
+    from optuna_dashboard._note import get_note_from_system_attrs
+    run, lb, results = fake
+    attrs = lb.storage.get_study_system_attrs(lb.study_id)
+    note = get_note_from_system_attrs(attrs, lb.trial_id("m4"))["body"]
+    r = results[4]
+    assert note.startswith("## m4 (trial 4) ← m1\n")
+    assert "`deepen` at `layer3.0.conv1`, `split` at `layer1.0.conv2`" in note
+    assert f"| params | {r.params:,} |" in note and f"| FLOPs (MACs) | {r.flops:,} |" in note
+    assert "| val acc | 0.7500 |" in note and "| preservation error | 4e-07 |" in note
+    art = lb.artifacts("m4")["arch_m4.png"]
+    assert f"](/artifacts/{lb.study_id}/{lb.trial_id('m4')}/{art})" in note
+    fail = get_note_from_system_attrs(attrs, lb.trial_id("m3"))["body"]
+    assert "| params | - |" in fail and "FAIL — worker raised" in fail
+
+
+def test_optuna_info_lines_quiet_unless_verbose(tmp_path, monkeypatch):
+    from morphnas.search.storage import quiet_optuna
+    run = RunDir.at(tmp_path / "q").make()
+    Leaderboard.for_run(run, ["maximize"])
+    assert optuna.logging.get_verbosity() == optuna.logging.WARNING
+    monkeypatch.setenv("MORPHNAS_VERBOSE", "1")
+    quiet_optuna()
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    monkeypatch.delenv("MORPHNAS_VERBOSE")
+    quiet_optuna()

@@ -13,6 +13,7 @@ from morphnas.search.config import config_from_dict
 from morphnas.search.loop import Driver
 from morphnas.search.records import Proposal
 from morphnas.search.rundir import RunDir
+from morphnas.search.rows import EXTRA_ATTR
 from morphnas.search.strategies import build_strategy
 from morphnas.spaces.actions import Action
 
@@ -82,7 +83,9 @@ def test_search_on_ray_tune_with_concurrency_and_a_failing_trial(tmp_path):
             mid = t.user_attrs["member_id"]
             net = load_network(run.member(mid))
             assert net.num_params() == t.user_attrs["params"]
-            assert t.user_attrs["extra"]["node_id"] and t.user_attrs["extra"]["pid"] > 0   # where it ran
+            extra = t.system_attrs[EXTRA_ATTR]          # raw JSON lives out of the dashboard's visible box
+            assert extra["node_id"] and extra["pid"] > 0   # where it ran
+            assert "extra" not in t.user_attrs and "actions" not in t.user_attrs
             if mid != "m0":
                 assert t.user_attrs["preservation_error"] < 1e-4
                 assert t.user_attrs["parent_id"] in members

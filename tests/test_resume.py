@@ -20,6 +20,8 @@ import optuna
 import pytest
 import yaml
 
+from morphnas.search.rows import EXTRA_ATTR
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 BUDGET = 5
@@ -120,7 +122,11 @@ def descendants(root: int) -> list[int]:
 
 def finished_trials(study_url, name="r"):
     study = optuna.load_study(study_name=name, storage=study_url)
-    return {t.user_attrs["member_id"]: (t.state.name, t.values, t.user_attrs) for t in study.get_trials()}
+    # A member's trial is opened (RUNNING) when it launches, so its number never moves; only
+    # finished trials (COMPLETE/FAIL) are the results a stop must keep.
+    # (state, values, user attributes, the raw ``extra`` record kept out of the dashboard's view)
+    return {t.user_attrs["member_id"]: (t.state.name, t.values, t.user_attrs, t.system_attrs.get(EXTRA_ATTR, {}))
+            for t in study.get_trials() if t.state.is_finished()}
 
 
 def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
@@ -176,11 +182,11 @@ def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
     study = optuna.load_study(study_name="r", storage=url)
     assert len(study.get_trials()) == BUDGET + 1, "no duplicate or orphan trials"
     for before in (before1, before2):
-        for mid, (st, values, attrs) in before.items():
-            assert after[mid][0] == st and after[mid][1] == values and after[mid][2] == attrs, \
+        for mid, (st, values, attrs, extra) in before.items():
+            assert after[mid][:3] == (st, values, attrs) and after[mid][3] == extra, \
                 f"{mid} finished before a stop and must be unchanged"
     for mid in interrupted1 | interrupted2:
-        extra = after[mid][2].get("extra", {})
+        extra = after[mid][3]
         assert extra.get("rerun") is True or after[mid][0] == "FAIL", f"{mid} must say it was re-run"
         assert "interrupted" in after[mid][2].get("fail_reason", "") if after[mid][0] == "FAIL" else extra["attempt"] == 2
     text = (tmp_path / "log.txt").read_text()
@@ -216,6 +222,6 @@ def test_a_crashed_worker_fails_its_trial_and_the_search_goes_on(tmp_path):
         log.close()
     trials = finished_trials(f"sqlite:///{run / 'study.db'}", "w")
     assert sorted(trials) == ["m0", "m1", "m2", "m3"]
-    failed = [m for m, (st, _, _) in trials.items() if st == "FAIL"]
+    failed = [m for m, (st, *_) in trials.items() if st == "FAIL"]
     assert len(failed) >= 1 and all("worker error" in trials[m][2]["fail_reason"] for m in failed)
     assert state(run)["status"] == "finished"

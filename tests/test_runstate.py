@@ -55,10 +55,15 @@ def config(tmp_path, trials=4):
         "final": {"epochs": 0}})
 
 
-def study_trials(cfg):
+def _study(cfg):
     import optuna
-    st = optuna.load_study(study_name=cfg.name, storage=f"sqlite:///{(cfg.run_dir / 'study.db').resolve()}")
-    return {t.user_attrs["member_id"]: t for t in st.get_trials()}
+    return optuna.load_study(study_name=cfg.name, storage=f"sqlite:///{(cfg.run_dir / 'study.db').resolve()}")
+
+
+def study_trials(cfg):
+    st = _study(cfg)
+    # Trials open (RUNNING) when their member launches; the finished ones are the results.
+    return {t.user_attrs["member_id"]: t for t in st.get_trials() if t.state.is_finished()}
 
 
 def test_crash_then_resume_reruns_pending_once_and_fails_a_second_interruption(tmp_path):
@@ -86,6 +91,7 @@ def test_crash_then_resume_reruns_pending_once_and_fails_a_second_interruption(t
     assert s.status == "finished" and s.started == 4 and not s.pending
     trials = study_trials(cfg)
     assert sorted(trials) == ["m0", "m1", "m2", "m3", "m4"], "exactly the budget, one trial per member"
+    assert len(_study(cfg).get_trials()) == 5, "no orphan or duplicate trial (a re-run keeps its trial)"
     for mid in ("m2", "m3"):     # interrupted on their first run and on their re-run: FAIL, not a third run
         assert trials[mid].state.name == "FAIL" and "interrupted twice" in trials[mid].user_attrs["fail_reason"]
     for mid, (values, attrs) in first.items():
@@ -117,7 +123,7 @@ def test_run_lock_refuses_a_second_driver(tmp_path):
 
 
 def test_state_file_round_trip_and_errors(tmp_path):
-    s = RunState(started=3, pending={"m3": {"born": 3}})
+    s = RunState(started=3, pending={"m3": {"born": 3, "member_path": "members/m3"}})
     s.save(tmp_path)
     assert RunState.load(tmp_path) == s
     (tmp_path / "run_state.json").write_text("{not json")

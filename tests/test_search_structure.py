@@ -123,7 +123,7 @@ def test_a_command_module_that_registers_nothing_is_an_error(tmp_path, monkeypat
 
 def test_every_shipped_command_is_registered_in_help_order():
     from morphnas.search.cli import discover
-    assert [c.name for c in discover()] == ["describe", "new", "morph", "verify", "search", "resume",
+    assert [c.name for c in discover()] == ["describe", "new", "morph", "verify", "search", "resume", "remove",
                                             "leaderboard", "dashboard", "export"]
 
 

@@ -40,7 +40,8 @@ def test_seed_compiles_trains_one_step_saves_and_loads(name, tmp_path):
     opt.step()
     trained = sync_from_module(net, module)
     changed = [k for k, t in trained.state_dict().items() if not torch.equal(t, net.state_dict()[k])]
-    assert "fc.weight" in changed and len(changed) > len(trained.state_dict()) // 2
+    head = net.in_edges(net.output_blob)[0].name   # "fc"; torchvision-named seeds: "classifier", "classifier.1"
+    assert f"{head}.weight" in changed and len(changed) > len(trained.state_dict()) // 2
 
     save_network(trained, tmp_path / "net")
     back = load_network(tmp_path / "net")
@@ -116,3 +117,22 @@ def test_bad_names_and_options_are_named_with_suggestions():
         create_seed("resnet56", num_classes=0)
     with pytest.raises(MorphnasError, match="dtype"):
         create_seed("resnet20", dtype="int64")
+
+
+def test_issue14_seeds_are_the_papers():
+    """MobileNetV2 has torchvision's parameter names and shapes (CIFAR strides aside), DenseNet-BC-100
+    (k=12) has the paper's 0.8M parameters, and the MLP takes flat tabular input."""
+    torchvision = pytest.importorskip("torchvision")
+    for name in ("densenet_bc", "mobilenet_v2", "tiny_densenet", "tiny_mobilenet", "mlp"):
+        assert name in SEEDS
+    ours = create_network("mobilenet_v2").state_dict()
+    theirs = torchvision.models.mobilenet_v2(num_classes=10).state_dict()
+    assert {k: tuple(t.shape) for k, t in ours.items()} == {k: tuple(t.shape) for k, t in theirs.items()}
+    dense = create_network("densenet_bc", depth=100).state_dict()
+    learnable = sum(t.numel() for k, t in dense.items() if "running" not in k and "num_batches" not in k)
+    assert 0.76e6 < learnable < 0.80e6
+    net = create_network("densenet_bc")
+    assert sum(net.join(b) == "concat" for b in net.blobs()) == 3 * 6
+    assert create_network("mlp", features=20).input_shape == (20,)
+    with pytest.raises(MorphnasError, match="option depth must be"):
+        create_network("densenet_bc", depth=41)

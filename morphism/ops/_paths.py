@@ -20,7 +20,7 @@ from ..layers import BatchNorm2d, Conv2d, Identity, Pad
 from ..solver.decompose import decompose, min_dense_width
 from ..solver.linsolve import is_centre_only
 from ._splice import Splicer
-from ._sites import feature_channels, require_edge
+from ._sites import feature_channels, require_edge, require_sum_join
 
 ACTS = (*ACT_CHOICES, "none")
 MODES = ("auto", "dense", "sparse", "approx")
@@ -49,6 +49,7 @@ def check_path_site(net: Network, site: str, op: str, width: int | None) -> None
                             f"`morphnas morph NET --op {op} --list-sites`")
     if e.layer.scale == 0.0:
         raise NotApplicable(f"{op}: identity edge {site!r} has scale 0; there is no function to carry")
+    require_sum_join(net, e, op)
     if feature_channels(net, e.src) is None:
         raise NotApplicable(f"{op}: identity edge {site!r} carries a flat blob; a conv path needs a (C, H, W) map")
 

@@ -16,6 +16,25 @@ def require_edge(net: Network, site: str, op: str) -> Edge:
     return net.edge(site)
 
 
+def join_problem(net: Network, e: Edge) -> str | None:
+    """Why parallel edges beside ``e`` would not add up (its blob concatenates or multiplies its
+    in-edges), or ``None`` when ``e`` writes into a plain sum. Ops that split an edge into parallel
+    edges (TYPE-II, identity splits, paths and modules beside an edge) refuse such edges."""
+    join = net.join(e.dst)
+    if join == "sum":
+        return None
+    what = "a separate concatenated part" if join == "concat" else "multiplied in"
+    return (f"edge {e.name!r} writes into blob {e.dst!r}, a {join} join: a parallel edge there would be {what}, "
+            "not added")
+
+
+def require_sum_join(net: Network, e: Edge, op: str) -> None:
+    """``NotApplicable`` naming the op when ``e`` writes into a concat or mul join (see :func:`join_problem`)."""
+    problem = join_problem(net, e)
+    if problem:
+        raise NotApplicable(f"{op}: {problem}")
+
+
 def require_blob(net: Network, site: str, op: str, *, inner: bool = False) -> str:
     """The blob a blob site names, else ``NotApplicable`` naming the op and close matches.
 

@@ -18,8 +18,10 @@ class Splicer:
         self.net, self.prefix = net, prefix
         self.new_edges: list[str] = []
 
-    def edge(self, src: str, dst: str, layer: LayerSpec, base: str, params: dict[str, torch.Tensor]) -> str:
-        name = self.net.add_edge(src, dst, layer, self.net.fresh_name(f"{self.prefix}.{base}"), params=params)
+    def edge(self, src: str, dst: str, layer: LayerSpec, base: str, params: dict[str, torch.Tensor],
+             position: int | None = None) -> str:
+        name = self.net.add_edge(src, dst, layer, self.net.fresh_name(f"{self.prefix}.{base}"), params=params,
+                                 position=position)
         self.new_edges.append(name)
         return name
 
@@ -46,9 +48,7 @@ def insert_after_blob(net: Network, blob: str, layers: list[tuple[LayerSpec, dic
     readers = net.out_edges(blob)
     # Park the readers on the new output first so the chain's names cannot clash with them.
     for e in readers:
-        params = net.params[e.name]
-        net.remove_edge(e.name)
-        net.add_edge(out, e.dst, e.layer, e.name, params=params)
+        reroute(net, e.name, src=out)
     for block in net.meta.get("blocks", []):
         if block.get("in") == blob:
             block["in"] = out
@@ -60,6 +60,24 @@ def insert_after_blob(net: Network, blob: str, layers: list[tuple[LayerSpec, dic
         names.append(name)
         cur = nxt
     return out, names
+
+
+def slot(net: Network, name: str) -> int | None:
+    """Edge ``name``'s position among its blob's concatenated parts (``None`` if not a concat)."""
+    dst = net.edge(name).dst
+    if net.join(dst) != "concat":
+        return None
+    return [e.name for e in net.in_edges(dst)].index(name)
+
+
+def reroute(net: Network, name: str, src: str | None = None, dst: str | None = None) -> None:
+    """Move edge ``name`` to new ends in place, keeping its name, layer, tensors and, when it stays
+    a part of the same concatenation, its channel slot (a removed and re-added edge goes last)."""
+    e = net.edge(name)
+    params = net.params[name]
+    pos = slot(net, name) if dst is None or dst == e.dst else None
+    net.remove_edge(name)
+    net.add_edge(src or e.src, dst or e.dst, e.layer, name, params=params, position=pos)
 
 
 def safe_prefix(net: Network, base: str) -> str:

@@ -85,6 +85,7 @@ class MorphOp:
     site_kind: ClassVar[str] = "edge"   # "edge" or "blob"
     description: ClassVar[str] = ""
     order: ClassVar[int | None] = None  # place in op listings; ops without one follow, by name
+    approximate: ClassVar[bool] = False  # shrinking ops: approximate by default, record the error they make
 
     if TYPE_CHECKING:  # any frozen dataclass: a nested class or an alias (``Params = SplitParams``)
         Params: ClassVar[type[Any]]
@@ -164,6 +165,8 @@ def _coerce(op: str, key: str, value: Any, f: dataclasses.Field) -> Any:
     if not isinstance(value, str):
         return tuple(value) if isinstance(value, list) else value
     t = str(f.type)
+    if t.startswith("Literal"):
+        return value   # a choice: the schema checks it (and "pointwise" is no int)
     try:
         if t in ("int",):
             return int(value)

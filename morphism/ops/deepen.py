@@ -27,13 +27,13 @@ import numpy as np
 
 from ..errors import NotApplicable
 from ..graph import Network
-from ..layers import Conv2d, Pad
+from ..layers import Conv2d, Linear, Pad
 from ..solver.decompose import (decompose, dense_capacity_ok, min_dense_width, recommended_dense_width,
                                 sparse_ok)
 from ..solver.linsolve import is_centre_only
 from ..identity import ACT_CHOICES, identity_activation, identity_bn
 from ..schema import rule
-from ._splice import Splicer
+from ._splice import Splicer, slot
 from ._sites import require_edge
 from .base import MAX_KERNEL, MAX_NOISE, MAX_WIDTH, MorphOp, odd_kernels, register_op
 
@@ -98,6 +98,8 @@ class Deepen(MorphOp):
 
     def _site_problem(self, net: Network, site: str) -> str | None:
         layer = net.edge(site).layer
+        if isinstance(layer, Linear):
+            return f"edge {site!r} is a linear layer; deepen it with op deepen_linear"
         if not isinstance(layer, Conv2d):
             return f"edge {site!r} is a {layer.kind}, not a conv2d"
         if layer.groups != 1:
@@ -142,6 +144,7 @@ class Deepen(MorphOp):
         mid = dec.f1.shape[0]
         child = net.copy()
         dtype = child.dtype
+        pos = slot(child, site)   # a part of a concatenation keeps its channel slot
         child.remove_edge(site)
         sp = Splicer(child, site)
         edge, blob = sp.edge, sp.blob
@@ -178,7 +181,8 @@ class Deepen(MorphOp):
         f2_params = {"weight": dec.f2.to(dtype)}
         if layer.bias:
             f2_params["bias"] = net.params[site]["bias"].clone()
-        edge(cur, e.dst, Conv2d(mid, layer.out_channels, k2, s2, p2, bias=layer.bias), "conv_b", f2_params)
+        edge(cur, e.dst, Conv2d(mid, layer.out_channels, k2, s2, p2, bias=layer.bias), "conv_b", f2_params,
+             position=pos)
         mode = {"dense": "exact-dense", "sparse": "exact-sparse"}.get(dec.mode, "approximate")
         notes = (f"{dec.notes}; filter residual {dec.residual:.2e}; "
                  f"{'pad once (radius ' + str(radius) + ')' if pad_once else 'per-layer padding'}")

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..graph import Network
+from ._sites import join_problem
 from ..layers import Identity
 from ..schema import rule
 from ._paths import ACTS, check_path_site, insert_path_edges, record_fields
@@ -53,7 +54,8 @@ class InsertPath(MorphOp):
     def sites(self, net: Network) -> list[str]:
         shapes = net.shapes()
         return sorted(e.name for e in net.edges()
-                      if isinstance(e.layer, Identity) and e.layer.scale != 0.0 and len(shapes[e.src]) == 3)
+                      if isinstance(e.layer, Identity) and e.layer.scale != 0.0 and len(shapes[e.src]) == 3
+                      and not join_problem(net, e))
 
     def check(self, net: Network, site: str, params: Any) -> None:
         check_path_site(net, site, self.name, params.width)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import NotApplicable
 from ..graph import Network
+from ._sites import join_problem, require_sum_join
 from ..layers import Conv2d
 from ..module import as_module_spec, check_conv, morph_to_module
 from ..module.reduce import reduce_module
@@ -79,6 +80,8 @@ class ModuleOp(MorphOp):
                     check_conv(net, e.name)
                 except NotApplicable:
                     continue
+                if join_problem(net, e):
+                    continue
                 out.append(e.name)
         return sorted(out)
 
@@ -87,6 +90,7 @@ class ModuleOp(MorphOp):
 
     def check(self, net: Network, site: str, params: Any) -> None:
         conv = check_conv(net, site)
+        require_sum_join(net, net.edge(site), self.name)
         spec = self._spec(conv, params)
         if spec.effective_kernel < conv.kernel_size:
             raise NotApplicable(f"module {spec.name!r} has effective kernel {spec.effective_kernel}, smaller than "

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Identity
-from ._sites import feature_channels
+from ._sites import feature_channels, join_problem
 from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op
 from ..schema import rule
 from ._paths import ACTS, check_path_site, insert_path_edges, record_fields
@@ -55,6 +55,7 @@ class MorphBlock(MorphOp):
         shapes = net.shapes()
         return sorted(e.name for e in net.edges()
                       if isinstance(e.layer, Identity) and e.layer.scale != 0.0 and len(shapes[e.src]) == 3
+                      and not join_problem(net, e)
                       and len(net.in_edges(e.dst)) >= 2)
 
     def check(self, net: Network, site: str, params: Any) -> None:

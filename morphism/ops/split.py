@@ -17,7 +17,7 @@ import torch
 from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Conv2d, Linear
-from ._sites import require_edge
+from ._sites import join_problem, require_edge, require_sum_join
 from ..schema import rule
 from .base import MorphOp, register_op, zero_fraction
 
@@ -45,12 +45,13 @@ class Split(MorphOp):
     order = 30
 
     def sites(self, net: Network) -> list[str]:
-        return sorted(e.name for e in net.edges() if isinstance(e.layer, (Conv2d, Linear)))
+        return sorted(e.name for e in net.edges() if isinstance(e.layer, (Conv2d, Linear)) and not join_problem(net, e))
 
     def check(self, net: Network, site: str, params: SplitParams) -> None:
         e = require_edge(net, site, self.name)
         if not isinstance(e.layer, (Conv2d, Linear)):
             raise NotApplicable(f"split: edge {site!r} is a {e.layer.kind}; only conv2d and linear edges split")
+        require_sum_join(net, e, self.name)
 
     def _apply(self, net: Network, site: str, p: SplitParams, rng: np.random.Generator):
         e = net.edge(site)

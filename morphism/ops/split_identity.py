@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Identity
-from ._sites import require_edge
+from ._sites import join_problem, require_edge, require_sum_join
 from ..schema import rule
 from .base import MorphOp, register_op
 
@@ -42,7 +42,9 @@ def split_identity_edge(net: Network, site: str, ratio: float = 0.5) -> tuple[st
 
 def check_identity_site(net: Network, site: str, op: str) -> Identity:
     """The identity layer at ``site``, or ``NotApplicable`` naming what is wrong."""
-    layer = require_edge(net, site, op).layer
+    e = require_edge(net, site, op)
+    layer = e.layer
+    require_sum_join(net, e, op)
     if not isinstance(layer, Identity):
         raise NotApplicable(f"{op}: site {site!r} is a {layer.kind}, not an identity edge; "
                             f"list valid sites with `morphnas morph NET --op {op} --list-sites`")
@@ -63,7 +65,8 @@ class SplitIdentity(MorphOp):
         ratio: float = field(default=0.5, metadata=rule(gt=0, lt=1, fix="; choose 0 < ratio < 1"))
 
     def sites(self, net: Network) -> list[str]:
-        return sorted(e.name for e in net.edges() if isinstance(e.layer, Identity) and e.layer.scale != 0.0)
+        return sorted(e.name for e in net.edges()
+                      if isinstance(e.layer, Identity) and e.layer.scale != 0.0 and not join_problem(net, e))
 
     def check(self, net: Network, site: str, params: Any) -> None:
         check_identity_site(net, site, self.name)

@@ -27,18 +27,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 
 from ..errors import NotApplicable
 from ..graph import Network
+from ..joins import CONCAT
 from ..layers import BatchNorm2d, Conv2d, Linear, PAct, PReLU
+from ..layers_extra import LayerScale
 from ._sites import require_blob
 from ..schema import rule
 from .base import MAX_NOISE, MAX_WIDTH, MorphOp, register_op, zero_fraction
-from ..channel_groups import ChannelGroup, all_groups, channel_group
+from ..channel_groups import ChannelGroup, all_groups, channel_group, is_depthwise
 
 
 class Widen(MorphOp):
@@ -121,62 +123,97 @@ def _flat(index: np.ndarray, m: int) -> torch.Tensor:
     return torch.as_tensor((index[:, None] * m + np.arange(m)[None, :]).reshape(-1))
 
 
+def _full_index(off: int, mapping: np.ndarray, total: int, c_old: int) -> np.ndarray:
+    """Channel index of a widened axis of ``total`` channels where the group sits at ``off``: the
+    channels before it, the group's replicas, the channels after it."""
+    if off == 0 and total == c_old:
+        return mapping
+    return np.concatenate([np.arange(off), off + mapping, np.arange(off + c_old, total)])
+
+
+def _producer_offset(net: Network, group: ChannelGroup, name: str, shapes: dict) -> tuple[int, int]:
+    """Offset and multiplicity of the group on producer ``name``'s output axis (a concatenated
+    part's own axis starts at the part's offset in the concatenation)."""
+    e = net.edge(name)
+    off, m = group.embedding(e.dst)
+    if net.join(e.dst) == CONCAT:
+        off -= net.concat_offsets(e.dst, shapes)[name][0]
+    return off, m
+
+
 def widen_group(net: Network, group: ChannelGroup, mapping: np.ndarray, share: np.ndarray, method: str,
                 noise: float, rng: np.random.Generator) -> list[torch.Tensor]:
     """Widen ``group`` of ``net`` in place to ``len(mapping)`` channels. Returns the new weight
-    slices (for the zero fraction). Producers first, so a conv that is both widens on both axes."""
+    slices (for the zero fraction). Producers first, so a conv that is both widens on both axes.
+    Where the group is a slice of a wider axis (after a concatenation) only that slice grows."""
     c_old, c_new = group.channels, len(mapping)
     gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
     new_slices: list[torch.Tensor] = []
+    shapes = net.shapes() if group.wide else {}
+    offsets = {name: _producer_offset(net, group, name, shapes) for name in group.producers}
     for name in group.producers:
         e = net.edge(name)
-        m = group.blobs[e.dst]
-        idx = _flat(mapping, m)
+        off, m = offsets[name]
         p = dict(net.params[name])
         w = p["weight"]
-        if method == "net2net":
-            w = w[idx]
-        else:
-            fresh = torch.randn((len(idx) - c_old * m, *w.shape[1:]), generator=gen, dtype=torch.float64)
-            w = torch.cat([w, (fresh * _scale(w)).to(w.dtype)])
-        new_slices.append(w[c_old * m:])
+        idx = _flat(_full_index(off, mapping, w.shape[0] // m, c_old), m)
+        new = slice((off + c_old) * m, (off + c_new) * m)
+        w = w[idx]
+        if method != "net2net":
+            fresh = torch.randn((new.stop - new.start, *w.shape[1:]), generator=gen, dtype=torch.float64)
+            w[new] = (fresh * _scale(p["weight"])).to(w.dtype)
+        new_slices.append(w[new])
         p["weight"] = w
         if "bias" in p:
             b = p["bias"][idx]
             if method == "netmorph":
-                b[c_old * m:] = 0
+                b[new] = 0
             p["bias"] = b
         net.replace_layer(name, _resize(e.layer, out=len(idx)), p)
     for name in group.consumers:
         e = net.edge(name)
-        m = group.blobs[e.src]
-        idx = _flat(mapping, m)
+        off, m = group.embedding(e.src)
         p = dict(net.params[name])
         w = p["weight"]
+        total = w.shape[1] // m
+        idx = _flat(_full_index(off, mapping, total, c_old), m)
+        new = slice((off + c_old) * m, (off + c_new) * m)
         if method == "net2net":
-            scale = torch.as_tensor(np.repeat(share, m), dtype=w.dtype).view(1, -1, *([1] * (w.dim() - 2)))
+            sh = np.concatenate([np.ones(off), share, np.ones(total - off - c_old)]) if group.wide else share
+            scale = torch.as_tensor(np.repeat(sh, m), dtype=w.dtype).view(1, -1, *([1] * (w.dim() - 2)))
             w = w[:, idx] * scale
         else:
-            w = torch.cat([w, torch.zeros((w.shape[0], len(idx) - c_old * m, *w.shape[2:]), dtype=w.dtype)], 1)
+            w = w[:, idx]
+            w[:, new] = 0
         if noise > 0:
-            n = torch.randn(w[:, c_old * m:].shape, generator=gen, dtype=torch.float64)
-            w[:, c_old * m:] += (n * noise * _scale(net.params[name]["weight"])).to(w.dtype)
-        new_slices.append(w[:, c_old * m:])
+            n = torch.randn(w[:, new].shape, generator=gen, dtype=torch.float64)
+            w[:, new] += (n * noise * _scale(net.params[name]["weight"])).to(w.dtype)
+        new_slices.append(w[:, new])
         p["weight"] = w
         net.replace_layer(name, _resize(net.edge(name).layer, inp=len(idx)), p)
     for name in group.internal:
         e = net.edge(name)
-        m = group.blobs[e.src]
+        off, m = group.embedding(e.src)
         layer = e.layer
-        idx = _flat(mapping, m)
+        old = net.params[name]
+        lead = next((t.shape[0] for t in old.values() if t.dim()), 0)
+        if not lead or (isinstance(layer, PReLU) and layer.num_parameters == 1) or \
+                (isinstance(layer, PAct) and not layer.per_channel):
+            continue   # no per-channel tensors
+        idx = _flat(_full_index(off, mapping, lead // m, c_old), m)
+        p = {k: (t[idx] if t.dim() else t) for k, t in old.items()}
+        size = len(idx)
         if isinstance(layer, BatchNorm2d):
-            p = {k: (t[idx] if t.dim() else t) for k, t in net.params[name].items()}
-            net.replace_layer(name, dataclasses.replace(layer, num_features=c_new), p)
-        elif isinstance(layer, PReLU) and layer.num_parameters != 1:
-            net.replace_layer(name, dataclasses.replace(layer, num_parameters=len(idx)),
-                              {"weight": net.params[name]["weight"][idx]})
-        elif isinstance(layer, PAct) and layer.per_channel:
-            net.replace_layer(name, dataclasses.replace(layer, channels=len(idx)), {"a": net.params[name]["a"][idx]})
+            net.replace_layer(name, dataclasses.replace(layer, num_features=size), p)
+        elif isinstance(layer, PReLU):
+            net.replace_layer(name, dataclasses.replace(layer, num_parameters=size), p)
+        elif is_depthwise(layer):
+            conv = cast(Conv2d, layer)
+            net.replace_layer(name, dataclasses.replace(conv, in_channels=size, out_channels=size, groups=size), p)
+        elif isinstance(layer, (PAct, LayerScale)):
+            net.replace_layer(name, dataclasses.replace(layer, channels=size), p)
+        else:   # a channel-wise kind with per-channel tensors this op does not know: refuse, never corrupt
+            raise NotApplicable(f"widen: layer {name!r} ({layer.kind}) has per-channel tensors and no widening rule")
     return new_slices
 
 

@@ -2,6 +2,8 @@
 
 The JSON form is for scripts: name, params (paper convention, docs/design.md, "Paper facts"), params_mb, flops (MACs
 of conv and FC layers), input/output shape, numbers of edges and blobs, layers by kind, blocks.
+``--draw FILE`` needs an existing folder, replaces an existing FILE only with ``--force`` (atomically),
+and never writes inside a run.
 """
 from __future__ import annotations
 
@@ -9,11 +11,11 @@ import json
 from collections import Counter
 
 from morphnas.morphism.graph import Network
+from morphnas.search.fsutil import atomic_file, check_output
 from morphnas.spaces.counting import count
-from morphnas.spaces.resolve import resolve_network
 
 from .registry import CLIError, register_command
-from ._common import positive_int
+from ._common import MAX_CLASSES, add_force, load_net, positive_int
 
 
 @register_command("describe", position=10)
@@ -26,6 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--draw", metavar="FILE", help="also draw the network to FILE (.png or .svg)")
     p.add_argument("--edges", action="store_true", help="list every edge (human output)")
+    add_force(p, "--draw FILE")
     p.set_defaults(run=run)
 
 
@@ -63,13 +66,18 @@ def _human(d: dict) -> str:
 
 
 def run(args) -> int:
-    net = resolve_network(args.spec, num_classes=positive_int(args.classes, "--classes"))
-    if args.draw:
+    classes = positive_int(args.classes, "--classes", limit=MAX_CLASSES)
+    if args.draw and not args.draw.lower().endswith((".png", ".svg")):
+        raise CLIError(f"--draw {args.draw!r}: the file name must end in .png or .svg")
+    target = check_output(args.draw, args.force, "--draw", kind="file") if args.draw else None
+    net = load_net(args.spec, num_classes=classes)
+    if target is not None:
         try:
             from morphnas.spaces.draw import draw_network
         except ImportError as e:
             raise CLIError(f"--draw is not available: morphnas.spaces.draw cannot be imported ({e})") from None
-        draw_network(net, args.draw)
+        with atomic_file(target, "--draw") as tmp:
+            draw_network(net, tmp)
     d = describe(net)
     if args.json:
         print(json.dumps(d))

@@ -1,11 +1,18 @@
-"""``morphnas export RUN [--trial N] -o DIR``: a member as a standalone PyTorch model."""
+"""``morphnas export RUN [--trial N | --member ID] -o DIR [--force]``: a member as a standalone PyTorch model.
+
+The output never lands inside a run (``-o runs/r/members/m6`` would overwrite a member), an existing
+DIR is replaced only with ``--force`` and then atomically (written beside it, then renamed), and the
+member's directory read from the study must lie inside the run, else the run is refused as corrupt.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
-from morphnas.search.rundir import open_run
+from morphnas.search.rundir import RunDir, open_run
 
+from ._common import add_force, positive_float
 from .registry import CLIError, register_command
 
 
@@ -16,25 +23,58 @@ def add_parser(sub) -> None:
                                    "+ load_model.py (needs only torch), check that it reproduces the member's "
                                    "outputs, optionally also as TorchScript and torch.export files.")
     p.add_argument("run_dir", metavar="RUN", help="run directory (runs/<name>) or run name")
-    p.add_argument("--trial", type=int, default=None, metavar="N",
-                   help="trial number (default: the best finished trial by the first objective)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, default=None, metavar="N",
+                       help="trial number (default: the best finished trial by the first objective)")
+    which.add_argument("--member", default=None, metavar="ID", help="member id, e.g. m6 (as the leaderboard shows)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write")
+    add_force(p, "export directory -o")
     p.add_argument("--torchscript", action="store_true", help="also write model.torchscript.pt (torch.jit.trace)")
     p.add_argument("--torch-export", action="store_true", help="also write model.pt2 (torch.export)")
-    p.add_argument("--tol", type=float, default=1e-5, help="relative tolerance of the reproduction check")
+    p.add_argument("--tol", default="1e-5", help="relative tolerance of the reproduction check")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
 
+def member_trial(run: RunDir, member: str) -> int:
+    """The trial number of member ``member`` in the run's study (one line naming the known ids if absent)."""
+    from morphnas.morphism.errors import did_you_mean
+    from morphnas.search.leaderboard import Leaderboard
+    rows = Leaderboard.open(run).rows()
+    for r in rows:
+        if r.member_id == member:
+            return r.trial
+    ids = sorted({r.member_id for r in rows}, key=lambda m: (len(m), m))
+    raise CLIError(f"--member {member!r}: no such member in {run.root}{did_you_mean(member, ids)}")
+
+
+def check_member_path(run: RunDir, trial: int | None) -> None:
+    """The member directory the study names must lie inside the run (a tampered study is refused)."""
+    from morphnas.search.fsutil import confined
+    from morphnas.search.leaderboard import Leaderboard
+    lb = Leaderboard.open(run)
+    rows = lb.rows()
+    row = next((r for r in rows if r.trial == trial), None) if trial is not None else \
+        next((r for r in rows if r.rank is not None), None)
+    if row is not None and row.member_path:
+        confined(str(lb.member_dir(row)), run.root, f"the study's member_path of {row.member_id}")
+
+
 def run(args: argparse.Namespace) -> int:
     from morphnas.search.export import export_run
+    from morphnas.search.fsutil import atomic_dir, check_output
 
     if args.trial is not None and args.trial < 0:
         raise CLIError(f"--trial must be a trial number >= 0, got {args.trial}")
-    if not args.tol > 0:
-        raise CLIError(f"--tol must be positive, got {args.tol}")
-    result, row = export_run(open_run(args.run_dir), args.output, trial=args.trial, torchscript=args.torchscript,
-                             torch_export=args.torch_export, tol=args.tol)
+    tol = positive_float(args.tol, "--tol")
+    run_dir = open_run(args.run_dir)
+    target = check_output(args.output, args.force, "-o")
+    trial = member_trial(run_dir, args.member) if args.member is not None else args.trial
+    check_member_path(run_dir, trial)
+    with atomic_dir(target, "-o") as tmp:
+        result, row = export_run(run_dir, tmp, trial=trial, torchscript=args.torchscript,
+                                 torch_export=args.torch_export, tol=tol)
+    result = dataclasses.replace(result, directory=target)
     if args.json:
         print(json.dumps({**result.to_json(), "trial": row.trial, "member": row.member_id}, indent=1))
         return 0

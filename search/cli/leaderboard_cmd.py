@@ -1,4 +1,8 @@
-"""``morphnas leaderboard RUN [--top N] [--json] [--plots]``: the run's members ranked by objective."""
+"""``morphnas leaderboard RUN [--top N] [--member ID] [--json] [--plots]``: the run's members ranked by objective.
+
+``--member m6`` shows that member's row alone: member ids, unlike trial numbers, are what the
+driver names networks by (``runs/<name>/members/m6``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +21,7 @@ def add_parser(sub) -> None:
                        description="Print a run's members ranked by the (first) objective; failed trials follow.")
     p.add_argument("run_dir", metavar="RUN", help="run directory (runs/<name>) or run name")
     p.add_argument("--top", type=int, default=None, metavar="N", help="only the N best finished trials")
+    p.add_argument("--member", metavar="ID", help="only the row of this member (e.g. m6)")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
     p.add_argument("--plots", action="store_true",
                    help="also redraw the lineage tree and Pareto plot into RUN/plots")
@@ -74,6 +79,14 @@ def run(args: argparse.Namespace) -> int:
     rows = lb.rows()
     if args.top is not None:
         rows = [r for r in rows if r.rank is not None][: args.top]
+    if args.member is not None:
+        from morphnas.morphism.errors import did_you_mean
+        picked = [r for r in rows if r.member_id == args.member]
+        if not picked:
+            ids = sorted({r.member_id for r in lb.rows()}, key=lambda m: (len(m), m))
+            raise CLIError(f"--member {args.member!r}: no such member in {lb.study.study_name!r}"
+                           f"{did_you_mean(args.member, ids)}")
+        rows = picked
     if args.plots:
         files = draw_run_plots(lb, upload=False)  # the driver alone writes the study
     if args.json:

@@ -4,7 +4,9 @@ Applies one function-preserving morph op and saves the child. Without ``--site``
 drawn from ``--seed``; ``--list-sites`` prints the op's sites instead. ``--module FILE`` is the
 ``module`` op's module description (passed as its ``module`` parameter). The child's
 ``meta["morphs"]`` gains the op's record, so a saved network carries its own lineage, and the
-command checks preservation on a random batch (float64) unless ``--no-verify``.
+command checks preservation on a random batch (float64) unless ``--no-verify``. An existing
+``-o`` (even NET itself) is replaced only with ``--force``, atomically: the child is written to a
+temporary sibling and renamed over it, so NET is intact until the child is complete.
 """
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ import torch
 from morphnas.morphism.ops import apply_op, default_registry
 from morphnas.morphism.serialize import save_network
 from morphnas.morphism.verify import output_diff
-from morphnas.spaces.resolve import resolve_network
+from morphnas.search.fsutil import atomic_dir, check_output
 
 from .registry import CLIError, register_command
-from ._common import int_arg
+from ._common import add_force, int_arg, load_net
 
 
 @register_command("morph", position=30)
@@ -37,6 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--list-sites", action="store_true", help="print the op's sites in NET and exit")
     p.add_argument("--json", action="store_true", help="print the record (and the check) as one JSON object")
     p.add_argument("--no-verify", action="store_true", help="skip the float64 preservation check")
+    add_force(p, "network directory -o (also NET itself)")
     p.set_defaults(run=run)
 
 
@@ -71,7 +74,8 @@ def run(args) -> int:
         if not args.output:
             raise CLIError("-o/--output NET2 is required (the directory to write the child to), unless --list-sites")
         params = op.parse_params(parse_param_args(args.param, args.module))
-    net = resolve_network(args.net)
+        target = check_output(args.output, args.force, "-o")
+    net = load_net(args.net)
     if args.list_sites:
         sites = op.sites(net)
         if args.json:
@@ -81,7 +85,9 @@ def run(args) -> int:
         return 0
     child, record = apply_op(net, op, args.site, params, seed=seed, registry=registry)
     child.meta.setdefault("morphs", []).append(record.to_json())
-    out = save_network(child, args.output)
+    with atomic_dir(target, "-o") as tmp:
+        save_network(child, tmp)
+    out = target
     diff = None if args.no_verify else output_diff(net, child, dtype=torch.float64, batch=2, seed=seed)
     if args.json:
         print(json.dumps({"record": record.to_json(), "output": str(out),

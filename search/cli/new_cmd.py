@@ -2,19 +2,18 @@
 
 ``--perturb`` randomises BN statistics/affine parameters and activation slopes
 (:func:`morphnas.morphism.perturb.perturb`) so that identity-like parts are non-trivial, the usual
-starting point for checking that a morph preserves the function.
+starting point for checking that a morph preserves the function. An existing ``-o`` is replaced
+only with ``--force``, atomically (see :mod:`morphnas.search.fsutil`); outputs inside a run are refused.
 """
 from __future__ import annotations
 
 from morphnas.morphism.perturb import perturb
 from morphnas.morphism.serialize import save_network
+from morphnas.search.fsutil import atomic_dir, check_output
 from morphnas.spaces.counting import count
-from morphnas.spaces.resolve import resolve_network
 
-from ._common import int_arg, positive_int
+from ._common import MAX_CLASSES, add_force, int_arg, load_net, positive_int
 from .registry import register_command
-
-
 
 @register_command("new", position=20)
 def add_parser(sub) -> None:
@@ -26,16 +25,20 @@ def add_parser(sub) -> None:
     p.add_argument("--perturb", action="store_true",
                    help="randomise BN stats/affine and activation slopes so identity parts are non-trivial")
     p.add_argument("--classes", metavar="N", help="number of classes (networks built by name only)")
+    add_force(p, "network directory -o")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     seed = int_arg(args.seed, "--seed")
-    net = resolve_network(args.spec, num_classes=positive_int(args.classes, "--classes"), seed=seed)
+    net = load_net(args.spec, num_classes=positive_int(args.classes, "--classes", limit=MAX_CLASSES), seed=seed)
+    target = check_output(args.output, args.force, "-o")
     if args.perturb:
         net = perturb(net, seed=seed)
         net.meta["perturbed_seed"] = seed
-    out = save_network(net, args.output)
+    with atomic_dir(target, "-o") as tmp:
+        save_network(net, tmp)
+    out = target
     c = count(net)
     print(f"wrote {out} ({net.meta.get('name') or args.spec}: {c.params:,} params, {c.flops:,} MACs"
           f"{', perturbed' if args.perturb else ''})")

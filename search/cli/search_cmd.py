@@ -1,4 +1,8 @@
-"""``morphnas search CONFIG [--set KEY=VALUE ...]``: start a new run in ``runs/<name>/``."""
+"""``morphnas search CONFIG [--set KEY=VALUE ...] [--verbose]``: start a new run in ``runs/<name>/``.
+
+Everything that can be checked before the run exists is (:mod:`morphnas.search.preflight`), so a bad
+config leaves nothing on disk; ``--verbose`` keeps Ray's and Optuna's own log lines.
+"""
 from __future__ import annotations
 
 import argparse
@@ -14,11 +18,14 @@ def add_parser(sub) -> None:
     p.add_argument("config", help="YAML config file (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set budget.trials=5 (repeatable)")
+    p.add_argument("--verbose", action="store_true", help="show Ray's and Optuna's own log messages")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from morphnas.search.config import load_config
     from morphnas.search.loop import Driver
+    from morphnas.search.preflight import preflight
     cfg = load_config(args.config, args.overrides)
-    return Driver(cfg).run(resume=False)
+    preflight(cfg)
+    return Driver(cfg, verbose=args.verbose).run(resume=False)

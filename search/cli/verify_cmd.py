@@ -2,17 +2,19 @@
 
 Runs both networks in eval mode on the same random batch and prints the maximum absolute output
 difference and the relative error (max abs error / max abs output of A). With ``--tol`` the exit
-code is 1 when the relative error exceeds it, so scripts can gate on preservation.
+code is 1 when the relative error exceeds it (or is not a number), so scripts can gate on
+preservation. ``--json`` is strict JSON: a NaN error is ``null`` with ``"nan": true``.
 """
 from __future__ import annotations
 
 import json
 
-from morphnas.morphism.verify import output_diff
-from morphnas.spaces.resolve import resolve_network
+import math
 
-from .registry import CLIError, register_command
-from ._common import dtype_arg, int_arg, positive_int
+from morphnas.morphism.verify import output_diff
+
+from .registry import register_command
+from ._common import MAX_BATCH, dtype_arg, int_arg, json_safe, load_net, positive_float, positive_int
 
 
 @register_command("verify", position=40)
@@ -31,20 +33,16 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     dtype = dtype_arg(args.dtype)
-    batch = positive_int(args.batch, "--batch")
+    batch = positive_int(args.batch, "--batch", limit=MAX_BATCH)
     seed = int_arg(args.seed, "--seed")
-    tol = None
-    if args.tol is not None:
-        try:
-            tol = float(args.tol)
-        except ValueError:
-            raise CLIError(f"--tol must be a number, got {args.tol!r}") from None
-    a = resolve_network(args.a)
-    b = resolve_network(args.b)
+    tol = positive_float(args.tol, "--tol") if args.tol is not None else None
+    a = load_net(args.a)
+    b = load_net(args.b)
     d = output_diff(a, b, dtype=dtype, batch=batch, seed=seed)
-    ok = tol is None or d.rel_err <= tol
+    ok = tol is None or (math.isfinite(d.rel_err) and d.rel_err <= tol)
     if args.json:
-        print(json.dumps({**d.to_json(), "batch": batch, "seed": seed, **({"tol": tol, "ok": ok} if tol is not None else {})}))
+        out = json_safe({**d.to_json(), "batch": batch, "seed": seed})
+        print(json.dumps({**out, **({"tol": tol, "ok": ok} if tol is not None else {})}, allow_nan=False))
     else:
         print(f"max_abs_err {d.max_abs_err:.3e}  rel_err {d.rel_err:.3e}  (max |output| {d.max_abs_out:.3g}, "
               f"{d.dtype}, batch {batch}, seed {seed})" + ("" if tol is None else f"  {'OK' if ok else 'FAIL'} at tol {tol:g}"))

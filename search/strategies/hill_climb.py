@@ -55,7 +55,8 @@ class HillClimb(Strategy):
         self.results[pid] = (result.member_id, result.values[0]) if result.state == "COMPLETE" else None
         if len(self.results) < len(self.issued) or len(self.issued) < self.p.children:
             return
-        done = [r for r in self.results.values() if r is not None]
+        # In proposal order, not the order the results came in (trials run side by side).
+        done = [r for r in (self.results.get(p) for p in self.issued) if r is not None]
         if self.p.keep_parent and self.parent_id in population:
             done.append((self.parent_id, population.get(self.parent_id).val_acc))
         if done:
