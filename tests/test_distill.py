@@ -7,7 +7,6 @@ for approximate children and off for exact ones by default, and a pruned child m
 """
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
@@ -22,6 +21,8 @@ from morphnas.search.distill import Teacher, distill_loss, teacher_for, wants_di
 from morphnas.search.runner import execute
 from morphnas.search.train import TrainSpec, train
 from morphnas.spaces.registry import create_network
+
+from _jobs import worker_job
 
 S = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -2.0]], dtype=torch.float64)   # student logits
 T = torch.tensor([[1.0, 0.0, 3.0], [-1.0, 2.0, 0.0]], dtype=torch.float64)    # teacher logits
@@ -82,31 +83,18 @@ def test_a_pruned_child_trains_with_distillation(digits):
     assert trained.num_params() == child.num_params() < parent.num_params()
 
 
-def _job(tmp_path, kind, **kw):
-    job = {"kind": kind, "member_id": "m1" if kind == "child" else "m0", "parent_id": "m0" if kind == "child" else None,
-           "depth": int(kind == "child"), "attempt": 1, "run_dir": str(tmp_path),
-           "member_path": "members/m1" if kind == "child" else "members/m0",
-           "data": dataclasses.asdict(DataConfig(train_limit=300)), "data_seed": 0, "tolerance": 1e-4,
-           "verify_dtype": "float64", "threads": 1, "gpus": 0, "amp": False, "train_seed": 0, "net_seed": 0,
-           "seed": {"network": "tiny_resnet", "checkpoint": None},
-           "train": {"epochs": 1, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
-                     "batch_size": 64}}
-    job.update(kw)
-    return job
-
-
 def test_the_worker_distils_approximate_children_only(tmp_path, monkeypatch):
     calls = []
     real = distill.Teacher.loss
     monkeypatch.setattr(distill.Teacher, "loss", lambda self, *a: calls.append(self.weight) or real(self, *a))
-    assert execute(_job(tmp_path, "seed"), lambda r: None).state == "COMPLETE"
+    assert execute(worker_job(tmp_path, "seed"), lambda r: None).state == "COMPLETE"
     parent = str(tmp_path / "members/m0")
 
     def child(op, site, params=None, **kw):
         calls.clear()
         prop = {"parent_id": "m0", "proposal_id": "p1", "search_params": {},
                 "actions": [{"op": op, "site": site, "params": params or {}, "seed": 0}]}
-        return execute(_job(tmp_path, "child", parent_path=parent, proposal=prop, **kw), lambda r: None)
+        return execute(worker_job(tmp_path, "child", parent_path=parent, proposal=prop, **kw), lambda r: None)
 
     res = child("prune_channels", "layer1.0.sum", distill={"weight": 0.25})
     assert res.state == "COMPLETE" and res.preservation_error > 1e-4 and res.actions[0]["mode"] == "approximate"

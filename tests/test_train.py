@@ -16,6 +16,8 @@ from morphnas.search.runner import execute
 from morphnas.search.train import Diverged, TrainSpec, _lr, evaluate, train
 from morphnas.spaces.registry import create_network
 
+from _jobs import worker_job
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -89,28 +91,15 @@ def test_a_diverging_loss_raises(digits):
         train(net, digits, TrainSpec(epochs=3, lr=1e6, momentum=0.9, batch_size=64), seed=0)
 
 
-def _job(tmp_path, kind, **kw):
-    job = {"kind": kind, "member_id": "m1" if kind == "child" else "m0", "parent_id": "m0" if kind == "child" else None,
-           "depth": int(kind == "child"), "attempt": 1, "run_dir": str(tmp_path),
-           "member_path": "members/m1" if kind == "child" else "members/m0",
-           "data": dataclasses.asdict(DataConfig(train_limit=300)), "data_seed": 0, "tolerance": 1e-4,
-           "verify_dtype": "float64", "threads": 1, "gpus": 0, "amp": False, "train_seed": 0, "net_seed": 0,
-           "seed": {"network": "tiny_resnet", "checkpoint": None},
-           "train": {"epochs": 1, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
-                     "batch_size": 64}}
-    job.update(kw)
-    return job
-
-
 def test_trial_body_trains_the_seed_and_a_morphed_child(tmp_path):
     reports = []
-    seed = execute(_job(tmp_path, "seed"), reports.append)
+    seed = execute(worker_job(tmp_path, "seed"), reports.append)
     assert seed.state == "COMPLETE" and seed.epochs == 1 and len(reports) == 1 and reports[0]["final"]
     parent = load_network(tmp_path / "members/m0")
     proposal = {"parent_id": "m0", "proposal_id": "p1", "search_params": {"a0_op": "deepen"},
                 "actions": [{"op": "deepen", "site": "layer2.0.conv1", "params": {}, "seed": 3}]}
     reports.clear()
-    child = execute(_job(tmp_path, "child", parent_path=str(tmp_path / "members/m0"), proposal=proposal), reports.append)
+    child = execute(worker_job(tmp_path, "child", parent_path=str(tmp_path / "members/m0"), proposal=proposal), reports.append)
     assert child.state == "COMPLETE" and child.actions[0]["op"] == "deepen"
     assert child.preservation_error is not None and child.preservation_error < 1e-4
     assert child.params > parent.num_params() and child.extra == {"proposal_id": "p1", "attempt": 1}
@@ -133,20 +122,20 @@ def test_a_child_that_breaks_preservation_fails_loudly(tmp_path, monkeypatch):
     proposal = {"parent_id": "m0", "proposal_id": "p1", "search_params": {},
                 "actions": [{"op": "deepen", "site": "conv1", "params": {}, "seed": 0}]}
     with pytest.raises(PreservationError, match=r"relative output error .* > tolerance 0.0001 after deepen@conv1"):
-        execute(_job(tmp_path, "child", parent_path=str(tmp_path / "members/m0"), proposal=proposal), lambda m: None)
+        execute(worker_job(tmp_path, "child", parent_path=str(tmp_path / "members/m0"), proposal=proposal), lambda m: None)
 
 
 def test_seed_that_does_not_fit_the_data_is_refused(tmp_path):
     from morphnas.morphism.errors import MorphnasError
     with pytest.raises(MorphnasError, match=r"takes input \(3, 8, 8\) but the data is \(1, 8, 8\)"):
-        execute(_job(tmp_path, "seed", seed={"network": "tiny_resnet32", "checkpoint": None}), lambda m: None)
+        execute(worker_job(tmp_path, "seed", seed={"network": "tiny_resnet32", "checkpoint": None}), lambda m: None)
 
 
 def test_a_seed_checkpoint_is_loaded_not_trained(tmp_path):
     net = create_network("tiny_resnet", num_classes=10)
     save_network(net, tmp_path / "ckpt")
     reports = []
-    r = execute(_job(tmp_path, "seed", seed={"network": "ignored", "checkpoint": str(tmp_path / "ckpt")}),
+    r = execute(worker_job(tmp_path, "seed", seed={"network": "ignored", "checkpoint": str(tmp_path / "ckpt")}),
                 reports.append)
     assert r.state == "COMPLETE" and r.epochs == 0 and len(reports) == 1 and reports[0]["final"]
     loaded = load_network(tmp_path / "members/m0")
@@ -159,7 +148,7 @@ def test_inserted_identity_bns_get_training_statistics_before_fine_tuning(tmp_pa
     save_network(net, tmp_path / "members/m0")
     proposal = {"parent_id": "m0", "proposal_id": "p1", "search_params": {},
                 "actions": [{"op": "morph_block", "site": "layer1.0.shortcut", "params": {}, "seed": 0}]}
-    job = _job(tmp_path, "child", parent_path=str(tmp_path / "members/m0"), proposal=proposal,
+    job = worker_job(tmp_path, "child", parent_path=str(tmp_path / "members/m0"), proposal=proposal,
                train={"epochs": 0, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
                       "batch_size": 64})
     r = execute(job, lambda m: None)
