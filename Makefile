@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test test-fast bench clean
 
@@ -18,8 +19,10 @@ $(STAMP): pyproject.toml setup.py
 quickstart: $(STAMP)
 	OMP_NUM_THREADS=1 bash scripts/quickstart.sh
 
+# Two pytest-xdist workers: all Ray test files run one after another on one of them while the other
+# runs the rest (tests/conftest.py); TEST_WORKERS=0 runs everything in one process.
 test: $(STAMP)
-	OMP_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 bash bench/run_all.sh

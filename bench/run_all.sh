@@ -70,6 +70,10 @@ step machinery "Machinery rate vs Ray Tune's limit, CPU use during the quickstar
   "$PY" bench/machinery_rate.py --children 16 --out {MD}
 step search "Search efficiency at equal compute (smoke test; the full run is in BENCHMARKS.md)" stdout \
   "$PY" bench/search_efficiency.py --quick --jobs 2 --strategies hill_climb,random_walk --out "$OUT/search_quick"
+step pareto "Hypervolume of the front at equal compute (smoke test; the full run is in BENCHMARKS.md)" stdout \
+  "$PY" bench/pareto_front.py --quick --jobs 2 --out "$OUT/pareto_quick"
+step latency "Latency measurement: noise beside a training process, cost" stdout \
+  "$PY" bench/latency_noise.py --rounds 5
 
 {
   echo "# morphnas benchmark suite"
@@ -80,7 +84,7 @@ step search "Search efficiency at equal compute (smoke test; the full run is in 
   echo "| step | seconds |"
   echo "|---|---|"
   printf '%s\n' "${timings[@]}"
-  for f in compile morph preservation decompose module spaces leaderboard ray_overhead search; do
+  for f in compile morph preservation decompose module spaces leaderboard ray_overhead search pareto latency; do
     [ -f "$OUT/$f.md" ] && { echo; sed 's/^#/##/' "$OUT/$f.md"; }
   done
 } > "$OUT/SUMMARY.md"

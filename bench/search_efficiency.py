@@ -121,8 +121,9 @@ def reinit(net: Any, seed: int) -> Any:
     return out
 
 
-def grow(parent: Any, actions: Any, data: Any, seed: int) -> Any:
-    """Apply the morphs and calibrate new identity BNs on a training batch, as the search's worker does."""
+def grow(parent: Any, actions: Any, data: Any, seed: int, records: list[Any] | None = None) -> Any:
+    """Apply the morphs and calibrate new identity BNs on a training batch, as the search's worker does
+    (``records``, when given, receives each morph's record as JSON)."""
     import torch
 
     try:
@@ -134,6 +135,8 @@ def grow(parent: Any, actions: Any, data: Any, seed: int) -> Any:
     for a in actions:
         net, rec = apply_op(net, a.op, a.site, a.params, a.seed)
         new_edges += list(rec.to_json().get("new_edges", ()))
+        if records is not None:
+            records.append(rec.to_json())
     if new_edges:
         idx = torch.randperm(len(data.train.x), generator=torch.Generator().manual_seed(seed))[:256]
         net = calibrate_identity_bns(net, new_edges, data.train.x[idx])

@@ -25,7 +25,7 @@ from morphnas.morphism.schema import SchemaError, build, duration, rule
 
 from .errors import ConfigError
 
-__all__ = ["BudgetConfig", "Config", "ConfigError", "DataConfig", "FinalConfig", "FinetuneConfig", "RayConfig",
+__all__ = ["BudgetConfig", "Config", "ConfigError", "DataConfig", "FinalConfig", "FinetuneConfig", "LatencyConfig", "RayConfig",
            "ResourcesConfig", "SeedConfig", "VerifyConfig", "DATASETS", "apply_overrides", "config_from_dict",
            "load_config", "save_config"]
 
@@ -149,6 +149,16 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class LatencyConfig:
+    """How every trial measures its network's inference latency on its device (search/latency.py):
+    the median of ``repeats`` forward passes of a batch of ``batch_size``, after ``warmup`` passes."""
+
+    batch_size: int = field(default=1, metadata=rule(ge=1, le=4096))
+    repeats: int = field(default=20, metadata=rule(ge=1, le=10000))
+    warmup: int = field(default=3, metadata=rule(ge=0, le=1000))
+
+
+@dataclass(frozen=True)
 class FinalConfig:
     enabled: bool = True
     epochs: int = field(default=10, metadata=_GE0)          # the best child trained this much longer
@@ -170,6 +180,7 @@ class Config:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
 
     def _validate(self, where: str) -> None:

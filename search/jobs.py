@@ -59,6 +59,7 @@ class Job:
     gpus: float = 0.0
     amp: bool = False
     distill: dict[str, Any] = field(default_factory=dict)   # finetune.distill fields (empty: the defaults)
+    latency: dict[str, Any] = field(default_factory=dict)   # LatencyConfig fields + max_ms (empty: not measured)
 
     @property
     def proposal_id(self) -> str:

@@ -191,7 +191,7 @@ class Leaderboard:
         :func:`rank_rows`); ``pareto`` marks the members plots/pareto.png marks (:func:`mark_front`)."""
         trials = self.study.get_trials(deepcopy=False)
         rows = [_row(t) for t in trials if running or t.state != TrialState.RUNNING]
-        return mark_front(rank_rows(rows, self.directions), cost_axis(self.study.metric_names))
+        return mark_front(rank_rows(rows, self.directions), self.directions, cost_axis(self.study.metric_names))
 
     def best_row(self) -> Row:
         ranked = [r for r in self.rows() if r.rank is not None]
@@ -350,6 +350,8 @@ class Leaderboard:
             "val_acc": r.val_acc_history[-1] if r.val_acc_history else None,
             "val_acc_history": list(r.val_acc_history),
         }
+        if r.latency_ms is not None:
+            attrs["latency_ms"] = float(r.latency_ms)
         if reason:
             attrs["fail_reason"] = reason
         if outside:

@@ -176,7 +176,8 @@ class Driver:
         return {"run_dir": str(self.root), "data": self._data_fields(), "data_seed": c.random_seed,
                 "tolerance": c.verify.tolerance, "verify_dtype": c.verify.dtype,
                 "threads": c.resources.cpus_per_trial, "gpus": self._gpus, "amp": c.resources.amp,
-                "distill": dataclasses.asdict(c.finetune.distill)}
+                "distill": dataclasses.asdict(c.finetune.distill),
+                "latency": {**dataclasses.asdict(c.latency), "max_ms": self.space.constraints.max_latency_ms}}
 
     def _data_fields(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.cfg.data), "root": str(Path(self.cfg.data.root).expanduser().resolve())}

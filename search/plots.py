@@ -125,27 +125,35 @@ def _scalar_mappable(norm, cmap):
     return sm
 
 
-def pareto_front(rows: Sequence[Any], path: str | Path, x: str = "params", y: str = "val_acc") -> Path:
-    """Accuracy against cost (``params`` or ``flops``) of every finished member, the front highlighted."""
+def pareto_front(rows: Sequence[Any], path: str | Path, x: str = "params", y: str = "val_acc",
+                 objectives: Sequence[str] = ()) -> Path:
+    """Accuracy against a cost (``params``, ``flops`` or ``latency_ms``) of every finished member, the
+    front highlighted. With the study's ``objectives`` (multi-objective), the front marked is the
+    rows' ``pareto`` flag (all objectives: with a third one, members off the drawn step line can be
+    on the front); else the (x, y) front."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     done, front = front_rows(rows, x, y)
     pts = [(float(getattr(r, x)), float(getattr(r, y))) for r in done]
+    marked = [i for i, r in enumerate(done) if r.pareto] if len(objectives) > 1 else front
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.add_subplot()
     if pts:
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=30, color="#bbbbbb", label="members", zorder=2)
-        fx, fy = [pts[i][0] for i in front], [pts[i][1] for i in front]
-        ax.step(fx, fy, where="post", color="#1f77b4", lw=1.2, zorder=3)
-        ax.scatter(fx, fy, s=55, color="#1f77b4", edgecolors="black", label="Pareto front", zorder=4)
-        for i in front:
+        ax.step([pts[i][0] for i in front], [pts[i][1] for i in front], where="post", color="#1f77b4", lw=1.2,
+                zorder=3)
+        ax.scatter([pts[i][0] for i in marked], [pts[i][1] for i in marked], s=55, color="#1f77b4",
+                   edgecolors="black", label="Pareto front", zorder=4)
+        for i in marked:
             ax.annotate(done[i].member_id, pts[i], xytext=(4, 4), textcoords="offset points", fontsize=7)
         ax.legend(loc="lower right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no finished members yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel({"params": "parameters", "flops": "FLOPs (multiply-accumulates)"}.get(x, x))
+    ax.set_xlabel({"params": "parameters", "flops": "FLOPs (multiply-accumulates)",
+                   "latency_ms": "latency (ms, measured on the worker)"}.get(x, x))
     ax.set_ylabel({"val_acc": "validation accuracy"}.get(y, y))
-    ax.set_title(f"Pareto front ({len(front)} of {len(pts)} finished members)")
+    over = f" over {', '.join(objectives)}\n" if len(objectives) > 2 else " "
+    ax.set_title(f"Pareto front{over}({len(marked)} of {len(pts)} finished members)", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110, pil_kwargs={"compress_level": 1})  # fast encode: redrawn per record

@@ -7,7 +7,7 @@ best, Pareto front) but keep their own bookkeeping (ageing queue, generation) in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .dominance import non_dominated
 from .records import TrialResult
@@ -30,22 +30,29 @@ class Member:
     path: str                      # member directory relative to the run directory
     ops: tuple[str, ...] = ()      # op names of the actions that made it (for reports)
     val_acc_history: tuple[float, ...] = ()
+    latency_ms: float | None = None   # measured on the worker (None: a run from before it was)
+
+    def cost(self, name: str) -> float:
+        """A cost objective (``params``, ``flops``, ``latency_ms``); unknown counts as infinite."""
+        v = getattr(self, name)
+        return float("inf") if v is None else float(v)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "parent_id": self.parent_id, "depth": self.depth, "born": self.born,
                 "val_acc": self.val_acc, "params": self.params, "flops": self.flops, "path": self.path,
-                "ops": list(self.ops), "val_acc_history": list(self.val_acc_history)}
+                "ops": list(self.ops), "val_acc_history": list(self.val_acc_history),
+                "latency_ms": self.latency_ms}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Member":
         return cls(d["id"], d["parent_id"], d["depth"], d["born"], d["val_acc"], d["params"], d["flops"],
-                   d["path"], tuple(d.get("ops", ())), tuple(d.get("val_acc_history", ())))
+                   d["path"], tuple(d.get("ops", ())), tuple(d.get("val_acc_history", ())), d.get("latency_ms"))
 
     @classmethod
     def from_result(cls, r: TrialResult, born: int) -> "Member":
         return cls(r.member_id, r.parent_id, r.depth, born, float(r.values[0]) if r.values else 0.0,
                    r.params, r.flops, r.member_path, tuple(a.get("op", "?") for a in r.actions),
-                   tuple(r.val_acc_history))
+                   tuple(r.val_acc_history), r.latency_ms)
 
 
 @dataclass
@@ -76,11 +83,12 @@ class Population:
     def ranked(self) -> list[Member]:
         return sorted(self.members.values(), key=lambda m: (-m.val_acc, m.params, m.born))
 
-    def pareto_front(self, cost: str = "params") -> list[Member]:
-        """Members no other member beats on both accuracy (higher) and ``cost`` (lower)."""
+    def pareto_front(self, costs: str | Sequence[str] = "params") -> list[Member]:
+        """Members no other member beats on accuracy (higher) and every cost in ``costs`` (lower)."""
+        names = (costs,) if isinstance(costs, str) else tuple(costs)
         ms = list(self)
-        points = [(m.val_acc, getattr(m, cost)) for m in ms]
-        return [ms[i] for i in non_dominated(points, (1.0, -1.0))]
+        points = [(m.val_acc, *(m.cost(c) for c in names)) for m in ms]
+        return [ms[i] for i in non_dominated(points, (1.0, *(-1.0,) * len(names)))]
 
     def to_json(self) -> list[dict[str, Any]]:
         return [m.to_json() for m in self]

@@ -29,6 +29,7 @@ from . import plots
 from .errors import LeaderboardError
 from .leaderboard import Leaderboard
 from .records import TrialResult
+from .rows import cost_axis
 
 
 class Publisher:
@@ -88,9 +89,9 @@ def draw_run_plots(lb: Leaderboard, upload: bool = False) -> dict[str, Path]:
         raise LeaderboardError("drawing the run plots needs the run directory; open the leaderboard with for_run()")
     rows = lb.rows()
     out = {"lineage": plots.lineage_tree(rows, lb.run.plots / "lineage.png", title=lb.study.study_name)}
-    names = lb.study.metric_names or []
-    cost = next((n for n in names[1:] if n in ("params", "flops")), "params")
-    out["pareto"] = plots.pareto_front(rows, lb.run.plots / "pareto.png", x=cost)
+    names = lb.study.metric_names or ["val_acc"]
+    out["pareto"] = plots.pareto_front(rows, lb.run.plots / "pareto.png", x=cost_axis(names),
+                                       objectives=names if len(names) > 1 else ())
     if upload and lb.files is not None:
         for path in out.values():
             lb.upload_study_artifact(path)

@@ -47,6 +47,7 @@ class TrialResult:
     params: int = 0
     params_mb: float = 0.0
     flops: int = 0
+    latency_ms: float | None = None              # median forward pass on the worker (search/latency.py)
     preservation_error: float | None = None
     epochs: int = 0
     wall_time: float = 0.0

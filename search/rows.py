@@ -51,13 +51,14 @@ class Row:
     pareto: bool = False
     ops_list: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    latency_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"rank": self.rank, "trial": self.trial, "member": self.member_id, "parent": self.parent_id,
                 "depth": self.depth, "state": self.state,
                 "values": list(self.values) if self.values is not None else None, "ops": self.ops,
                 "val_acc": self.val_acc, "params": self.params, "params_mb": self.params_mb,
-                "flops": self.flops, "preservation_error": self.preservation_error,
+                "flops": self.flops, "latency_ms": self.latency_ms, "preservation_error": self.preservation_error,
                 "member_path": self.member_path, "fail_reason": self.fail_reason, "pareto": self.pareto,
                 "extra": self.extra}
 
@@ -79,7 +80,7 @@ def _row(t: FrozenTrial) -> Row:
                flops=size("flops"), preservation_error=u.get("preservation_error"),
                member_path=u.get("member_path", ""), fail_reason=u.get("fail_reason", ""),
                ops_list=tuple(str(a.get("op", "?")) for a in actions),
-               extra=sys_attrs.get(EXTRA_ATTR, u.get("extra")) or {})
+               extra=sys_attrs.get(EXTRA_ATTR, u.get("extra")) or {}, latency_ms=u.get("latency_ms"))
 
 
 def rank_rows(rows: Sequence[Row], directions: Sequence[str]) -> list[Row]:
@@ -99,13 +100,17 @@ def rank_rows(rows: Sequence[Row], directions: Sequence[str]) -> list[Row]:
 
 
 # ----------------------------------------------------------------------------- the Pareto front
-# One definition of "the front" for the leaderboard's ``pareto`` flag and plots/pareto.png:
-# validation accuracy (maximised) against a cost (minimised), the cost being the study's second
-# objective when that is ``params`` or ``flops``, else ``params``. Single-objective runs have a
-# front too (the plot always drew one; the flag used to be false for every row).
+# One definition of "the front" for the leaderboard's ``pareto`` flag, plots/pareto.png and the
+# dashboard. A multi-objective study: the finished trials no other finished trial dominates on all
+# the study's objectives (:func:`rank_rows`; what Optuna's ``best_trials`` and optuna-dashboard's
+# Pareto-front plot show). A single-objective study has a front too, validation accuracy against
+# params (:func:`mark_front`). plots/pareto.png draws the members against the study's first cost.
+COSTS = ("params", "flops", "latency_ms")
+
+
 def cost_axis(metric_names: Sequence[str] | None) -> str:
-    """The cost the front is drawn against: the study's params/flops objective, else params."""
-    return next((n for n in list(metric_names or [])[1:] if n in ("params", "flops")), "params")
+    """The cost the front is drawn against: the study's first cost objective, else params."""
+    return next((n for n in list(metric_names or [])[1:] if n in COSTS), "params")
 
 
 def pareto_points(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -125,8 +130,11 @@ def front_rows(rows: Sequence[Any], x: str = "params", y: str = "val_acc") -> tu
     return done, pareto_points([(float(getattr(r, x)), float(getattr(r, y))) for r in done])
 
 
-def mark_front(rows: Sequence[Row], x: str = "params") -> list[Row]:
-    """``rows`` (same order) with ``pareto`` set exactly for the members plots/pareto.png marks."""
+def mark_front(rows: Sequence[Row], directions: Sequence[str], x: str = "params") -> list[Row]:
+    """``rows`` (same order, ranked by :func:`rank_rows`) with ``pareto`` set for the front's members:
+    as ranked in a multi-objective study, else the (val_acc, ``x``) front."""
+    if len(directions) > 1:
+        return list(rows)
     done, front = front_rows(rows, x)
     on = {done[i].member_id for i in front}
     return [dataclasses.replace(r, pareto=r.member_id in on) for r in rows]

@@ -123,6 +123,9 @@ class Constraints:
     max_params_mb: float | None = field(default=None, metadata=rule(gt=0, fix=_COUNT["fix"]))
     max_flops: int | None = field(default=None, metadata=rule(**_COUNT))
     max_depth: int | None = field(default=None, metadata=rule(**_COUNT))
+    # Measured, not counted: checked on the worker that trains the child (search/latency.py), so
+    # :meth:`violations` (the counts a proposal can be judged by before training) does not see it.
+    max_latency_ms: float | None = field(default=None, metadata=rule(gt=0, fix=_COUNT["fix"]))
 
     def violations(self, counts: Counts) -> list[str]:
         out = []

@@ -20,7 +20,9 @@ import optuna
 import pytest
 import yaml
 
+from morphnas.search.cli import main
 from morphnas.search.rows import EXTRA_ATTR
+from morphnas.search.session import SESSION_FILE
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -129,7 +131,7 @@ def finished_trials(study_url, name="r"):
             for t in study.get_trials() if t.state.is_finished()}
 
 
-def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
+def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, capsys):
     cfg_path = tmp_path / "r.yaml"
     cfg_path.write_text(yaml.safe_dump({**CONFIG, "runs_dir": str(tmp_path / "runs")}))
     run = tmp_path / "runs" / "r"
@@ -167,9 +169,9 @@ def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
     p = start(["resume", str(run)], log)
     try:
         poll(lambda: lock_holder(run) == str(p.pid), "the driver to hold the run lock", p, log, timeout=120)
-        busy = subprocess.run([sys.executable, "-m", "morphnas.search", "resume", str(run)],
-                              capture_output=True, text=True, timeout=120)
-        assert busy.returncode == 2 and "in use by another driver" in busy.stderr
+        # A second driver (this process, the CLI in-process: no second interpreter start-up) is refused.
+        capsys.readouterr()
+        assert main(["resume", str(run)]) == 2 and "in use by another driver" in capsys.readouterr().err
         assert p.wait(timeout=300) == 0, (tmp_path / "log.txt").read_text()[-3000:]
     finally:
         stop_group(p)
@@ -193,26 +195,38 @@ def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path):
     assert "is re-run once" in text and "morphnas resume" in text
 
     # 4. Resuming a finished run says so.
-    done = subprocess.run([sys.executable, "-m", "morphnas.search", "resume", str(run)], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0 and "already finished" in done.stdout
+    assert main(["resume", str(run)]) == 0 and "already finished" in capsys.readouterr().out
 
 
 def test_a_crashed_worker_fails_its_trial_and_the_search_goes_on(tmp_path):
     """kill -9 of the Ray worker running a child: that trial is recorded FAIL, the others finish."""
+    # 8 short epochs: the kill lands after a child's first epoch report, with 7 more to go.
     cfg = {**CONFIG, "name": "w", "runs_dir": str(tmp_path / "runs"), "budget": {"trials": 3},
-           "finetune": {"epochs": 4}, "final": {"epochs": 0}}
+           "finetune": {"epochs": 8}, "final": {"epochs": 0}}
     (tmp_path / "w.yaml").write_text(yaml.safe_dump(cfg))
     run = tmp_path / "runs" / "w"
     log = open(tmp_path / "log.txt", "w")
     p = start(["search", str(tmp_path / "w.yaml")], log)
     try:
         def running_child_worker():
-            """A Ray worker running a child trial (the seed finished, a child is pending)."""
-            s = state(run)
-            if any(mid != "m0" for mid in s.get("pending", {})) and any(r["member_id"] == "m0" for r in s["results"]):
-                workers = [pid for pid in descendants(p.pid) if "ImplicitFunc" in cmdline(pid)]
-                return workers[0] if workers else None
+            """A Ray worker in the middle of a child trial: the pid of a pending child's epoch report
+            before its final one. Not just any worker: the other slot's may be running a *hold*, and
+            killing that fails no member. Tune writes each trial's result.json as results come in
+            under the Ray session's ``artifacts/`` (copied into ``run/ray`` only at the end)."""
+            pending = set(state(run).get("pending", {})) - {"m0"}
+            try:
+                session = Path(json.loads((run / SESSION_FILE).read_text())["session_dir"])
+            except (OSError, ValueError, KeyError):   # Ray not up yet
+                return None
+            for f in session.glob("artifacts/*/*/driver_artifacts/m*_*/result.json"):
+                try:
+                    reports = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+                except (OSError, json.JSONDecodeError):   # being written: look again
+                    continue
+                if f.parent.name.split("_", 1)[0] in pending and reports and not any(r.get("final") for r in reports):
+                    pid = int(reports[-1]["pid"])
+                    if pid in descendants(p.pid) and "ImplicitFunc" in cmdline(pid):
+                        return pid
             return None
         victim = poll(running_child_worker, "a Ray worker running a child trial", p, log)
         os.kill(victim, signal.SIGKILL)      # a process this test started (a descendant of its driver)

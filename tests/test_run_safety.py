@@ -6,6 +6,7 @@ No Ray here: a fake run (tests/_fake_run.py) stands in for a finished search, an
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,11 +25,14 @@ CFG = {"name": "fake", "seed": {"network": "tiny_resnet", "epochs": 1}, "data": 
        "actions": {"ops": {"deepen": {}, "widen": {}}}, "budget": {"trials": 2}, "final": {"epochs": 1}}
 
 
-@pytest.fixture
-def run(tmp_path):
-    """A fake run with a real config.yaml and a run state whose results are the fake members."""
-    r, _, results = make_fake_run(tmp_path, "fake")
-    save_config(config_from_dict({**CFG, "runs_dir": str(tmp_path)}), r.config_path)
+@pytest.fixture(scope="module")
+def _pristine_run(tmp_path_factory):
+    """A fake run with a real config.yaml and a run state whose results are the fake members, built
+    once (about 5 s: every member is drawn and the run plots are redrawn after each) and kept as a
+    pristine copy that :func:`run` restores before every test."""
+    runs = tmp_path_factory.mktemp("runs")
+    r, _, results = make_fake_run(runs, "fake")
+    save_config(config_from_dict({**CFG, "runs_dir": str(runs)}), r.config_path)
     from morphnas.search.population import Member, Population
     pop = Population()
     for i, res in enumerate(results):
@@ -36,6 +40,18 @@ def run(tmp_path):
             pop.add(Member.from_result(res, born=i))
     RunState(status="final", next_index=5, started=4, population=pop.to_json(),
              results=[x.to_json() for x in results]).save(r.root)
+    pristine = tmp_path_factory.mktemp("pristine") / "runs"
+    shutil.copytree(runs, pristine)
+    return r, pristine
+
+
+@pytest.fixture
+def run(_pristine_run):
+    """The fake run, byte for byte as built, at the same path (the study and the run state record
+    absolute member paths), whatever the previous test changed, removed or added next to it."""
+    r, pristine = _pristine_run
+    shutil.rmtree(r.root.parent)
+    shutil.copytree(pristine, r.root.parent)
     return r
 
 

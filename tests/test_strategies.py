@@ -17,7 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from morphnas.search.population import Member, Population
 from morphnas.search.records import TrialResult
 from morphnas.search.strategies import NAMES, StrategyError, build_strategy, check_section
-from morphnas.search.strategies.pareto import inverse_density_choice, kde_density
+from morphnas.search.strategies.lemonade import inverse_density_choice, kde_density
 from morphnas.spaces.actions import Action
 
 DELTA = {"good": 0.02, "bad": -0.03, "flat": 0.0}
@@ -97,6 +97,7 @@ SECTIONS = {
     "hill_climb": {"name": "hill_climb", "children": 3},
     "evolution": {"name": "evolution", "population_size": 4, "sample_size": 2},
     "pareto": {"name": "pareto", "candidates": 6, "accept": 2},
+    "lemonade": {"name": "lemonade", "cost": ["params", "flops"], "candidates": 6, "accept": 2},
     "tpe": {"name": "tpe", "n_startup_trials": 3},
     "gp": {"name": "gp", "parents": 2, "candidates_per_parent": 3},
 }
@@ -244,5 +245,5 @@ def test_bad_names_and_knobs_name_the_key_and_the_close_match():
         check_section({"name": "hill_climb", "childs": 3})
     with pytest.raises(StrategyError, match=r"strategy.children' must be an integer, got 'four'"):
         check_section({"name": "hill_climb", "children": "four"})
-    with pytest.raises(StrategyError, match=r"'strategy.cost': unknown value 'latency'; choose from: flops, params"):
+    with pytest.raises(StrategyError, match=r"'strategy.cost\[0\]': unknown value 'latency'; did you mean 'latency_ms'\?"):
         build_strategy({"name": "pareto", "cost": "latency"}, FakeMutator({}), 0)

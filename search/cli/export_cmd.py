@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from typing import TYPE_CHECKING
 
 from morphnas.search.rundir import RunDir, open_run
 
 from ._common import add_force, positive_float
 from .registry import CLIError, register_command
+
+if TYPE_CHECKING:
+    from morphnas.search.rows import Row
 
 
 @register_command("export", position=90)
@@ -60,6 +64,16 @@ def check_member_path(run: RunDir, trial: int | None) -> None:
         confined(str(lb.member_dir(row)), run.root, f"the study's member_path of {row.member_id}")
 
 
+def _values(run_dir: RunDir, row: "Row") -> str:
+    """``val_acc 0.93, params 5426, latency_ms 0.892`` (the study's objective names; else ``value ...``)."""
+    from morphnas.search.leaderboard import Leaderboard
+    vals = list(row.values or ())
+    names = Leaderboard.open(run_dir).study.metric_names or []
+    if len(names) != len(vals):
+        return "value " + ", ".join(f"{v:.6g}" for v in vals)
+    return ", ".join(f"{n} {v:.6g}" for n, v in zip(names, vals))
+
+
 def run(args: argparse.Namespace) -> int:
     from morphnas.search.export import export_run
     from morphnas.search.fsutil import atomic_dir, check_output
@@ -78,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**result.to_json(), "trial": row.trial, "member": row.member_id}, indent=1))
         return 0
-    vals = ", ".join(f"{v:.6g}" for v in (row.values or ()))
-    print(f"exported trial {row.trial} (member {row.member_id}, value {vals}) to {result.directory}")
+    print(f"exported trial {row.trial} (member {row.member_id}, {_values(run_dir, row)}) to {result.directory}")
     print(f"check: max_abs_err={result.max_abs_err:.3e} rel_err={result.rel_err:.3e}"
           + "".join(f", {k} rel_err={v:.3e}" for k, v in result.checks.items()))
     print(f"files: {', '.join(result.files)}")

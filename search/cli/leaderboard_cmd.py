@@ -48,6 +48,9 @@ def format_table(rows: list[Row], objective_names: list[str] | None) -> str:
     names = objective_names or []
     multi = any(r.values is not None and len(r.values) > 1 for r in rows) or len(names) > 1
     head = ["rank", "trial", "member", "parent", "ops", "val_acc", "params", "FLOPs"]
+    timed = any(r.latency_ms is not None for r in rows)   # runs before latency was measured: no column
+    if timed:
+        head.append("latency_ms")
     if multi:
         head += [f"obj:{n}" for n in names] + ["pareto"]
     head.append("state")
@@ -56,6 +59,8 @@ def format_table(rows: list[Row], objective_names: list[str] | None) -> str:
         line = [str(r.rank) if r.rank is not None else "-", str(r.trial), r.member_id, r.parent_id or "-",
                 _cut(r.ops or "(seed)" if r.parent_id is None else r.ops or "-", 48),
                 _num(r.val_acc if r.state == "COMPLETE" else None, ".4f"), _num(r.params, ","), _num(r.flops, ",")]
+        if timed:
+            line.append(_num(r.latency_ms, ".3g"))
         if multi:
             vals = list(r.values or ())
             line += [_num(vals[i], ".6g") if i < len(vals) else "-" for i in range(len(names))]
@@ -63,7 +68,7 @@ def format_table(rows: list[Row], objective_names: list[str] | None) -> str:
         line.append(_state(r))
         table.append(line)
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    right = {"rank", "trial", "val_acc", "params", "FLOPs"}
+    right = {"rank", "trial", "val_acc", "params", "FLOPs", "latency_ms"}
     out = []
     for row in table:
         cells = [c.rjust(w) if h in right or h.startswith("obj:") else c.ljust(w)
