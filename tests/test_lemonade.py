@@ -78,14 +78,9 @@ def test_three_objective_front_keeps_a_fast_member_that_two_objectives_drop():
     assert [m.id for m in pop.pareto_front(["params", "latency_ms"])] == ["m0", "m1", "m3"]
 
 
-def test_a_saved_and_restored_lemonade_continues_with_the_same_proposals():
-    def run(stop_at=None, state=None):
-        world, pop = seeded_world()
-        s = build_strategy({"name": "lemonade", "cost": ["params", "flops"], "candidates": 5, "accept": 2},
-                           FakeMutator(world), seed=7)
-        made, _ = simulate(s, world, pop, budget=12, concurrency=1)
-        return made
-    assert run() == run()
+# Save / restore mid-run continuing with exactly the same proposals: test_strategies.py's
+# test_state_restore_continues_exactly_like_an_uninterrupted_run, run for every strategy (lemonade
+# with two costs).
 
 
 # ------------------------------------------------------------------ constraints, every strategy
