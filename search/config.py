@@ -25,9 +25,9 @@ from morphnas.morphism.schema import SchemaError, build, duration, rule
 
 from .errors import ConfigError
 
-__all__ = ["BudgetConfig", "Config", "ConfigError", "DataConfig", "FinalConfig", "FinetuneConfig", "LatencyConfig", "RayConfig",
-           "ResourcesConfig", "SeedConfig", "VerifyConfig", "DATASETS", "apply_overrides", "config_from_dict",
-           "load_config", "save_config"]
+__all__ = ["BudgetConfig", "Config", "ConfigError", "DataConfig", "FinalConfig", "FinetuneConfig", "LatencyConfig",
+           "RayConfig", "ResourcesConfig", "SeedConfig", "VerifyConfig", "DATASETS", "apply_overrides",
+           "config_from_dict", "load_config", "save_config"]
 
 Dataset = Literal["digits", "cifar10", "cifar100", "mnist", "mnist5k", "fashion_mnist", "svhn", "image_folder"]
 DATASETS: tuple[str, ...] = Dataset.__args__  # type: ignore[attr-defined]

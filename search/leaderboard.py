@@ -188,7 +188,7 @@ class Leaderboard:
 
     def rows(self, running: bool = False) -> list[Row]:
         """Every finished trial (``running``: open ones too) as a :class:`Row`, ranked (see
-        :func:`rank_rows`); ``pareto`` marks the members plots/pareto.png marks (:func:`mark_front`)."""
+        :func:`rank_rows`); ``pareto`` marks the front's members (:func:`mark_front`)."""
         trials = self.study.get_trials(deepcopy=False)
         rows = [_row(t) for t in trials if running or t.state != TrialState.RUNNING]
         return mark_front(rank_rows(rows, self.directions), self.directions, cost_axis(self.study.metric_names))

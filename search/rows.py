@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from optuna.trial import FrozenTrial
 
-from .dominance import dominates, non_dominated
+from .dominance import non_dominated
 
 MEMBER_ATTR = "member_id"
 # Raw JSON kept off the trial's visible attributes (the dashboard shows user attrs first): the
@@ -83,28 +83,28 @@ def _row(t: FrozenTrial) -> Row:
                extra=sys_attrs.get(EXTRA_ATTR, u.get("extra")) or {}, latency_ms=u.get("latency_ms"))
 
 
-def rank_rows(rows: Sequence[Row], directions: Sequence[str]) -> list[Row]:
-    """Finished rows ranked by the first objective (ties: lower trial number first), then the rest.
+def _signs(directions: Sequence[str]) -> list[float]:
+    return [1.0 if d.lower().endswith("maximize") else -1.0 for d in directions]
 
-    ``pareto`` marks rows no other finished row dominates (all objectives, multi-objective only).
-    """
-    signs = [1.0 if d.lower().endswith("maximize") else -1.0 for d in directions]
-    done = sorted((r for r in rows if r.state == "COMPLETE" and r.values is not None),
-                  key=lambda r: (-signs[0] * r.values[0], r.trial))
-    rest = sorted((r for r in rows if not (r.state == "COMPLETE" and r.values is not None)), key=lambda r: r.trial)
-    out = []
-    for i, r in enumerate(done):
-        pareto = len(signs) > 1 and not any(dominates(o.values, r.values, signs) for o in done if o is not r)
-        out.append(dataclasses.replace(r, rank=i + 1, pareto=pareto))
-    return out + rest
+
+def _finished(r: Row) -> bool:
+    return r.state == "COMPLETE" and r.values is not None
+
+
+def rank_rows(rows: Sequence[Row], directions: Sequence[str]) -> list[Row]:
+    """Finished rows ranked by the first objective (ties: lower trial number first), then the rest."""
+    signs = _signs(directions)
+    done = sorted((r for r in rows if _finished(r)), key=lambda r: (-signs[0] * r.values[0], r.trial))
+    rest = sorted((r for r in rows if not _finished(r)), key=lambda r: r.trial)
+    return [dataclasses.replace(r, rank=i + 1) for i, r in enumerate(done)] + rest
 
 
 # ----------------------------------------------------------------------------- the Pareto front
 # One definition of "the front" for the leaderboard's ``pareto`` flag, plots/pareto.png and the
-# dashboard. A multi-objective study: the finished trials no other finished trial dominates on all
-# the study's objectives (:func:`rank_rows`; what Optuna's ``best_trials`` and optuna-dashboard's
+# dashboard (:func:`mark_front`). A multi-objective study: the finished trials no other finished
+# trial dominates on all the study's objectives (what Optuna's ``best_trials`` and optuna-dashboard's
 # Pareto-front plot show). A single-objective study has a front too, validation accuracy against
-# params (:func:`mark_front`). plots/pareto.png draws the members against the study's first cost.
+# params. plots/pareto.png draws the members against the study's first cost.
 COSTS = ("params", "flops", "latency_ms")
 
 
@@ -131,10 +131,13 @@ def front_rows(rows: Sequence[Any], x: str = "params", y: str = "val_acc") -> tu
 
 
 def mark_front(rows: Sequence[Row], directions: Sequence[str], x: str = "params") -> list[Row]:
-    """``rows`` (same order, ranked by :func:`rank_rows`) with ``pareto`` set for the front's members:
-    as ranked in a multi-objective study, else the (val_acc, ``x``) front."""
+    """``rows`` (same order) with ``pareto`` set for the front's members: in a multi-objective study
+    the finished rows no other finished row dominates on all objectives, else the (val_acc, ``x``) front."""
     if len(directions) > 1:
-        return list(rows)
+        signs = _signs(directions)
+        done = [r for r in rows if _finished(r)]
+        keep = {id(done[i]) for i in non_dominated([r.values for r in done], signs)}
+        return [dataclasses.replace(r, pareto=id(r) in keep) for r in rows]
     done, front = front_rows(rows, x)
     on = {done[i].member_id for i in front}
     return [dataclasses.replace(r, pareto=r.member_id in on) for r in rows]

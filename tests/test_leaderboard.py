@@ -15,6 +15,7 @@ from morphnas.search.leaderboard import (Leaderboard, LeaderboardError, Row, arc
                                         to_distribution)
 from morphnas.search.publish import Publisher
 from morphnas.search.records import TrialResult
+from morphnas.search.rows import mark_front
 from morphnas.search.rundir import RunDir, RunDirError, open_run, storage_url, study_name
 
 
@@ -136,7 +137,7 @@ def test_rank_rows_minimize_and_pareto():
         return Row(trial=i, member_id=f"m{i}", parent_id=None, depth=0, state=state, values=values, ops="",
                    val_acc=None, params=None, params_mb=None, flops=None, preservation_error=None, member_path="")
     rows = [row(0, (0.3, 5.0)), row(1, (0.1, 9.0)), row(2, None, "FAIL"), row(3, (0.1, 7.0)), row(4, (0.2, 1.0))]
-    ranked = rank_rows(rows, ["minimize", "minimize"])
+    ranked = mark_front(rank_rows(rows, ["minimize", "minimize"]), ["minimize", "minimize"])
     assert [(r.trial, r.rank, r.pareto) for r in ranked] == [
         (1, 1, False), (3, 2, True), (4, 3, True), (0, 4, False), (2, None, False)]
 
