@@ -92,6 +92,13 @@ class Driver:
         self.population = Population.from_json(self.state.population)
         self._build()
         self._reconcile()
+        if self.state.status == "finished" and self._budget_raised():
+            # `resume --set budget.trials=...` (or a longer wall_time) on a finished run: search on,
+            # then run the final stage again (it only reads members and rewrites best/).
+            self.echo(f"resume: run {self.root.name} had finished; the budget now allows more trials, "
+                      f"so the search goes on")
+            self.state.status = "search"
+            self._save()
         if self.state.status == "finished":
             self.echo(f"run {self.root.name} is already finished: {self._final_summary()}")
             return 0
@@ -217,6 +224,15 @@ class Driver:
         if self.state.status == "search" and self._elapsed_base is not None:
             self.state.elapsed = self._elapsed()
         self.state.save(self.root)
+
+    def _budget_raised(self) -> bool:
+        """A finished run whose budget has room again: more trials than it started or, with only a
+        wall-time budget, more time than it spent. (A run that ended because its strategy had nothing
+        more to propose looks the same: it searches again and ends the same way.)"""
+        b = self.cfg.budget
+        more_trials = b.trials is not None and self.state.started < b.trials
+        more_time = b.trials is None and b.wall_time is not None and self._elapsed() < b.wall_time
+        return (more_trials or more_time) and self._budget_left()
 
     def _budget_left(self) -> bool:
         b = self.cfg.budget

@@ -197,6 +197,15 @@ def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, caps
     # 4. Resuming a finished run says so.
     assert main(["resume", str(run)]) == 0 and "already finished" in capsys.readouterr().out
 
+    # 5. A raised budget continues a finished run: one more child, nothing before it changed.
+    assert main(["resume", str(run), "--set", f"budget.trials={BUDGET + 1}"]) == 0
+    assert "the search goes on" in capsys.readouterr().out
+    more = state(run)
+    assert more["status"] == "finished" and more["started"] == BUDGET + 1 and not more["pending"]
+    extended = finished_trials(url)
+    assert sorted(extended, key=lambda m: int(m[1:])) == [f"m{i}" for i in range(BUDGET + 2)]
+    assert all(extended[mid] == after[mid] for mid in after), "finished members are untouched"
+
 
 def test_a_crashed_worker_fails_its_trial_and_the_search_goes_on(tmp_path):
     """kill -9 of the Ray worker running a child: that trial is recorded FAIL, the others finish."""
