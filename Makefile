@@ -24,6 +24,10 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	OMP_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
+# The suite without the slow and the Ray tests (a few minutes): for quick checks while editing.
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not ray" $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 bash bench/run_all.sh
 

@@ -20,7 +20,7 @@ from torch import nn
 torch.set_num_threads(1)
 
 from morphnas.morphism.compile import compile_network  # noqa: E402
-from morphnas.spaces.builders import cifar_resnet  # noqa: E402
+from morphnas.spaces.seeds.builders import cifar_resnet  # noqa: E402
 
 
 class Block(nn.Module):

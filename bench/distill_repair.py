@@ -2,7 +2,7 @@
 
 For each seed: train a seed network, apply each shrinking op at a fixed site, and measure the child's
 validation accuracy (1) right after the morph, (2) after a short low-LR fine-tune on the labels only,
-(3) after the same fine-tune with distillation from the parent (search/distill.py, T and w as given).
+(3) after the same fine-tune with distillation from the parent (search/trial/distill.py, T and w as given).
 Both fine-tunes start from the same child with the same data order (same seed), so the paired
 difference isolates the loss. Prints a markdown table: mean ± 95% CI (t distribution) over seeds.
 
@@ -21,9 +21,9 @@ import torch
 
 from morphnas.morphism.ops import apply_op
 from morphnas.search.config import DataConfig
-from morphnas.search.data import load_data
-from morphnas.search.distill import Teacher
-from morphnas.search.train import TrainSpec, evaluate, train
+from morphnas.search.data.core import load_data
+from morphnas.search.trial.distill import Teacher
+from morphnas.search.trial.train import TrainSpec, evaluate, train
 from morphnas.spaces.resolve import resolve_network
 
 # (label, op, site, params): sites of tiny_resnet (one block per stage, widths 8/16/32).

@@ -1,6 +1,6 @@
 """How steady is the latency a trial measures, and what does measuring cost?
 
-``search/latency.py`` times ``repeats`` forward passes and keeps the median. On a machine whose
+``search/trial/latency.py`` times ``repeats`` forward passes and keeps the median. On a machine whose
 cores other trials share, a pass can be slowed by whatever runs beside it. This measures, for a few
 seeds at batch 1 and one thread: the median latency from ``--rounds`` independent measurements
 with the default settings (20 repeats, 3 warm-up passes), their spread (max/min), and the wall time
@@ -36,7 +36,7 @@ def _busy(stop) -> None:
 def measure(names: list[str], rounds: int) -> dict[str, tuple[float, float, float]]:
     import torch
     torch.set_num_threads(1)
-    from morphnas.search.latency import measure_latency
+    from morphnas.search.trial.latency import measure_latency
     from morphnas.spaces.registry import create_network
     out = {}
     for name in names:

@@ -19,12 +19,12 @@ import torch
 
 from morphnas.morphism.perturb import perturb
 from morphnas.morphism.serialize import save_network
-from morphnas.search.export import export_network
-from morphnas.search.leaderboard import Leaderboard
-from morphnas.search.publish import Publisher
-from morphnas.search.records import TrialResult
-from morphnas.search.rundir import RunDir
-from morphnas.spaces.builders import cifar_resnet
+from morphnas.search.export.exporter import export_network
+from morphnas.search.state.records import TrialResult
+from morphnas.search.state.rundir import RunDir
+from morphnas.search.study.leaderboard import Leaderboard
+from morphnas.search.study.publish import Publisher
+from morphnas.spaces.seeds.builders import cifar_resnet
 
 SPACE = {"op": ["split", "deepen", "widen"], "stage": {"low": 0, "high": 2}}
 

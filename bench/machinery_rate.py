@@ -46,7 +46,7 @@ def tune_limit(n: int, storage: Path) -> float:
     from ray import tune
     from ray.tune.search import Searcher
 
-    from morphnas.search import runner
+    from morphnas.search.tune.adapters import trial_dirname
 
     class Eager(Searcher):
         def __init__(self):
@@ -67,8 +67,8 @@ def tune_limit(n: int, storage: Path) -> float:
     s = Eager()
     tune.Tuner(tune.with_resources(empty_trainable, {"cpu": 1, "gpu": 0}),
                tune_config=tune.TuneConfig(search_alg=s, num_samples=n, max_concurrent_trials=2, reuse_actors=True,
-                                           trial_dirname_creator=runner.trial_dirname,
-                                           trial_name_creator=runner.trial_dirname),
+                                           trial_dirname_creator=trial_dirname,
+                                           trial_name_creator=trial_dirname),
                run_config=tune.RunConfig(name="empty", storage_path=str(storage), verbose=0)).fit()
     assert s.done == n and s.t0 is not None and s.t1 is not None
     return n / (s.t1 - s.t0) * 60
@@ -96,9 +96,9 @@ class SyncPublisher:
 
 def machinery(n: int, root: Path, name: str, sync: bool) -> tuple[float, float, float, float]:
     """(children per minute, mean and max driver seconds per on_trial_complete, mean s per child suggest)."""
-    from morphnas.search import publish
     from morphnas.search.config import config_from_dict
-    from morphnas.search.loop import Driver
+    from morphnas.search.run.driver import Driver
+    from morphnas.search.study import publish
 
     cfg = config_from_dict({
         "name": name, "runs_dir": str(root), "random_seed": 0,

@@ -21,11 +21,11 @@ import torch
 
 torch.set_num_threads(1)
 
-from morphnas.morphism.ops import apply_op, default_registry  # noqa: E402
 from morphnas.morphism.blocks import morph_blocks  # noqa: E402
+from morphnas.morphism.ops import apply_op, default_registry  # noqa: E402
 from morphnas.morphism.perturb import perturb  # noqa: E402
 from morphnas.morphism.verify import output_diff  # noqa: E402
-from morphnas.spaces.builders import cifar_resnet  # noqa: E402
+from morphnas.spaces.seeds.builders import cifar_resnet  # noqa: E402
 
 VARIANTS = {
     "1c1": {},

@@ -11,7 +11,7 @@ included) and the same selection rule:
   error and parameters; only its members are evaluated on the test split;
 * the score is the **hypervolume** of their (test error, params) points against the fixed
   reference point (error 1.0, ``--ref-params`` parameters), as a share of that box
-  (``search/hypervolume.py``); ``actions.constraints.max_params`` is the same bound, so no
+  (``search/state/hypervolume.py``); ``actions.constraints.max_params`` is the same bound, so no
   candidate of any method lies outside the box.
 
 Methods:
@@ -53,7 +53,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from search_efficiency import ci95, fmt, ft_spec, grow, reinit, scratch_spec  # noqa: E402
+from search_efficiency import ci95, fmt, ft_spec, reinit, scratch_spec  # noqa: E402
+
+from morphnas.search.trial.child import make_child  # noqa: E402
 
 GROW = {"deepen": {}, "widen": {"factor": [1.5, 2.0]}, "insert_path": {}, "morph_block": {"k1": [1, 3], "k2": [1, 3]}}
 SHRINK = {"remove_layer": {}, "prune_channels": {"fraction": [0.25, 0.5]}, "remove_branch": {}, "shrink_kernel": {}}
@@ -96,8 +98,8 @@ class Candidates:
 
     def front(self, data: Any) -> list[dict[str, Any]]:
         """The validation-selected front, each member with its test error."""
-        from morphnas.search.dominance import non_dominated
-        from morphnas.search.train import evaluate
+        from morphnas.search.state.dominance import non_dominated
+        from morphnas.search.trial.train import evaluate
         keep = non_dominated([(e, p) for e, p, _ in self.items], (-1.0, -1.0))
         seen, out = set(), []
         for i in sorted(keep, key=lambda i: self.items[i][1]):
@@ -113,12 +115,12 @@ def lemonade(s: Setting, data: Any, seed_net: Any, seed_val: float, ops: dict[st
              ) -> tuple[Candidates, list[dict[str, Any]]]:
     """The lemonade strategy run in-process to the budget; returns its candidates and, per
     approximate child, the validation accuracy before and after its fine-tune."""
-    from morphnas.search.distill import teacher_for
-    from morphnas.search.mutator import SpaceMutator
-    from morphnas.search.population import Member, Population
-    from morphnas.search.records import TrialResult
+    from morphnas.search.state.population import Member, Population
+    from morphnas.search.state.records import TrialResult
     from morphnas.search.strategies import build_strategy
-    from morphnas.search.train import evaluate, train
+    from morphnas.search.strategies.mutator import SpaceMutator
+    from morphnas.search.trial.distill import teacher_for
+    from morphnas.search.trial.train import evaluate, train
     from morphnas.spaces.actions import ActionSpace
     from morphnas.spaces.counting import count
 
@@ -140,8 +142,8 @@ def lemonade(s: Setting, data: Any, seed_net: Any, seed_val: float, ops: dict[st
             break
         born += 1
         mid = f"m{born}"
-        records: list[dict[str, Any]] = []
-        child = grow(nets[p.parent_id], p.actions, data, seed=s.rep * 1000 + born, records=records)
+        made = make_child(nets[p.parent_id], p.actions, data, seed=s.rep * 1000 + born)
+        child, records = made.network, list(made.records)
         approximate = any(r.get("mode") == "approximate" for r in records)
         before = evaluate(child, data.val) if approximate else None
         teacher = teacher_for(nets[p.parent_id], {"enabled": "auto" if distill else False}, records)
@@ -164,7 +166,7 @@ def lemonade(s: Setting, data: Any, seed_net: Any, seed_val: float, ops: dict[st
 
 def from_scratch(s: Setting, data: Any, nets: list[Any], epochs: int, seed: int) -> Candidates:
     """Each network re-initialised and trained ``epochs`` epochs; every epoch's snapshot is a candidate."""
-    from morphnas.search.train import train
+    from morphnas.search.trial.train import train
     cand = Candidates()
     for k, net in enumerate(nets):
         train(reinit(net, seed + k), data, scratch_spec(s, epochs), seed=seed + k,
@@ -177,9 +179,9 @@ def run_rep(s: Setting) -> dict[str, Any]:
     import torch
 
     from morphnas.search.config import DataConfig
-    from morphnas.search.data import load_data
-    from morphnas.search.hypervolume import hypervolume_2d
-    from morphnas.search.train import train
+    from morphnas.search.data.core import load_data
+    from morphnas.search.state.hypervolume import hypervolume_2d
+    from morphnas.search.trial.train import train
     from morphnas.spaces.actions import ActionSpace
     from morphnas.spaces.counting import count
     from morphnas.spaces.registry import create_network
@@ -201,7 +203,8 @@ def run_rep(s: Setting) -> dict[str, Any]:
             out.setdefault("repairs", {})[label] = repairs
     space = ActionSpace.from_dict(actions(both, s.ref_params, (1, 6)))
     rng = np.random.default_rng([s.rep, 100])
-    archs = [grow(seed_net, space.sample(seed_net, rng), data, seed=s.rep * 10 + k) for k in range(s.random_archs)]
+    archs = [make_child(seed_net, space.sample(seed_net, rng), data, seed=s.rep * 10 + k).network
+             for k in range(s.random_archs)]
     t = time.time()
     runs[METHODS[3]] = (from_scratch(s, data, archs, s.budget_epochs // s.random_archs, s.rep * 10), time.time() - t)
     t = time.time()
@@ -227,7 +230,7 @@ def log_hv(front: list[dict[str, Any]], ref_params: int) -> float:
     """Hypervolume with log10(params) on the cost axis, over [log10 1000, log10 ref] x [0, 1]: the
     same front (selection does not change under a monotone axis), with size ratios weighted alike
     at every scale instead of absolute parameter counts."""
-    from morphnas.search.hypervolume import hypervolume_2d
+    from morphnas.search.state.hypervolume import hypervolume_2d
     lo, hi = math.log10(LOG_FLOOR), math.log10(ref_params)
     pts = [(f["test_err"], max(0.0, math.log10(f["params"]) - lo)) for f in front]
     return hypervolume_2d(pts, (1.0, hi - lo), normalized=True)

@@ -28,29 +28,30 @@ from pathlib import Path
 
 import torch
 
-from morphnas.search import runner
 from morphnas.search.config import config_from_dict
+from morphnas.search.trial import worker
+from morphnas.search.trial.jobs import environment
+from morphnas.search.trial.jobs import seed_job as build_seed_job
+from morphnas.search.tune.adapters import trial_dirname
+from morphnas.search.tune.trainable import trainable_with_resources
 
 DATA = {"dataset": "digits", "image_size": 32}
 
 
 def seed_job(run_dir: Path, member: str, epochs: int) -> dict:
-    """The seed job exactly as the driver builds it (``Driver._seed_job`` + ``_common``)."""
-    from morphnas.search.loop import Driver
+    """The seed job exactly as the driver builds it (``seed_job`` + the session's ``environment``)."""
     cfg = config_from_dict({"name": "ov", "runs_dir": str(run_dir.parent), "data": DATA,
                             "seed": {"network": "tiny_resnet", "epochs": epochs}, "budget": {"trials": 0}})
-    d = Driver(cfg)
-    d._gpus = 0.0
-    job = {**d._seed_job(), **d._common()}
+    job = build_seed_job(cfg).replace(**environment(cfg, run_dir, 0.0, None)).to_json()
     job["run_dir"], job["member_id"], job["member_path"] = str(run_dir), member, f"members/{member}"
     return job
 
 
 def direct(job: dict, cold: bool) -> float:
     if cold:
-        runner._DATA_CACHE.clear()
+        worker.clear_data_cache()
     t = time.perf_counter()
-    runner.execute(job, lambda metrics: None)
+    worker.execute(job, lambda metrics: None)
     return time.perf_counter() - t
 
 
@@ -81,10 +82,10 @@ def through_tune(job: dict, root: Path) -> tuple[float, float, float]:
         times = Times()
         jobs = [dict(job, member_id=f"t{i}", member_path=f"members/t{i}") for i in (1, 2)]
         tuner = tune.Tuner(
-            runner.trainable_with_resources(1, 0.0),
+            trainable_with_resources(1, 0.0),
             param_space={"job": tune.grid_search(jobs)},
             tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True,
-                                        trial_dirname_creator=runner.trial_dirname),
+                                        trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(name="overhead", storage_path=str(root / "ray"), verbose=0,
                                       callbacks=[times.callback], failure_config=tune.FailureConfig(max_failures=0)))
         start = time.perf_counter()
@@ -97,7 +98,7 @@ def through_tune(job: dict, root: Path) -> tuple[float, float, float]:
 
 
 def whole_driver(epochs: int, root: Path) -> float:
-    from morphnas.search.loop import Driver
+    from morphnas.search.run.driver import Driver
     cfg = config_from_dict({"name": "drv", "runs_dir": str(root), "data": DATA, "random_seed": 0,
                             "seed": {"network": "tiny_resnet", "epochs": epochs}, "budget": {"trials": 0},
                             "actions": {"ops": {"widen": {}}},

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from morphnas.search.trial.child import make_child
+
 HERE = Path(__file__).resolve().parent
 ACTIONS = {"ops": {"deepen": {}, "widen": {"factor": [1.5, 2.0]}, "insert_path": {},
                    "morph_block": {"k1": [1, 3], "k2": [1, 3]}},
@@ -88,7 +90,7 @@ class Tracker:
         self.steps += steps
 
     def offer(self, net: Any, val: float) -> None:
-        from morphnas.search.train import evaluate
+        from morphnas.search.trial.train import evaluate
         if val > self.best_val:
             self.best_val, self.best_net = val, net
             self.best_test = evaluate(net, self.data.test)
@@ -102,12 +104,12 @@ class Tracker:
 
 
 def scratch_spec(s: Setting, epochs: int):
-    from morphnas.search.train import TrainSpec
+    from morphnas.search.trial.train import TrainSpec
     return TrainSpec(epochs, s.lr, schedule="sgdr", restart_epochs=1, restart_mult=2)
 
 
 def ft_spec(s: Setting, epochs: int):
-    from morphnas.search.train import TrainSpec
+    from morphnas.search.trial.train import TrainSpec
     return TrainSpec(epochs, s.lr * s.ft_lr_factor, schedule="sgdr", restart_epochs=1, restart_mult=1)
 
 
@@ -121,35 +123,13 @@ def reinit(net: Any, seed: int) -> Any:
     return out
 
 
-def grow(parent: Any, actions: Any, data: Any, seed: int, records: list[Any] | None = None) -> Any:
-    """Apply the morphs and calibrate new identity BNs on a training batch, as the search's worker does
-    (``records``, when given, receives each morph's record as JSON)."""
-    import torch
-
-    try:
-        from morphnas.morphism.identity import calibrate_identity_bns
-    except ImportError:    # before the engine refactor it lived with insert_path
-        from morphnas.morphism.ops.insert_path import calibrate_identity_bns  # type: ignore[no-redef]
-    from morphnas.morphism.ops import apply_op
-    net, new_edges = parent, []
-    for a in actions:
-        net, rec = apply_op(net, a.op, a.site, a.params, a.seed)
-        new_edges += list(rec.to_json().get("new_edges", ()))
-        if records is not None:
-            records.append(rec.to_json())
-    if new_edges:
-        idx = torch.randperm(len(data.train.x), generator=torch.Generator().manual_seed(seed))[:256]
-        net = calibrate_identity_bns(net, new_edges, data.train.x[idx])
-    return net
-
-
 def morph_search(s: Setting, data: Any, seed_net: Any, seed_rep: Any, seed_seconds: float, strategy: str,
                  halving: bool, label: str, budget: int, spe: int) -> tuple[dict[str, Any], Any]:
-    from morphnas.search.mutator import SpaceMutator
-    from morphnas.search.population import Member, Population
-    from morphnas.search.records import TrialResult
+    from morphnas.search.state.population import Member, Population
+    from morphnas.search.state.records import TrialResult
     from morphnas.search.strategies import build_strategy
-    from morphnas.search.train import train
+    from morphnas.search.strategies.mutator import SpaceMutator
+    from morphnas.search.trial.train import train
     from morphnas.spaces.actions import ActionSpace
     from morphnas.spaces.counting import count
 
@@ -183,7 +163,7 @@ def morph_search(s: Setting, data: Any, seed_net: Any, seed_rep: Any, seed_secon
         for p in batch:
             born += 1
             mid = f"m{born}"
-            child = grow(nets[p.parent_id], p.actions, data, seed=s.rep * 1000 + born)
+            child = make_child(nets[p.parent_id], p.actions, data, seed=s.rep * 1000 + born).network
             child, reps = train(child, data, ft_spec(s, rung), seed=s.rep * 1000 + born)
             tr.spend(reps[-1].steps)
             tr.offer(child, reps[-1].val_acc)
@@ -214,8 +194,8 @@ def run_rep(s: Setting) -> dict[str, Any]:
     import torch
 
     from morphnas.search.config import DataConfig
-    from morphnas.search.data import load_data
-    from morphnas.search.train import train
+    from morphnas.search.data.core import load_data
+    from morphnas.search.trial.train import train
     from morphnas.spaces.actions import ActionSpace
     from morphnas.spaces.counting import count
     from morphnas.spaces.registry import create_network
@@ -256,7 +236,7 @@ def run_rep(s: Setting) -> dict[str, Any]:
     tr = Tracker(data, "random architectures from scratch")
     share = s.budget_epochs // s.random_archs
     for k in range(s.random_archs):
-        arch = grow(seed_net, space.sample(seed_net, rng), data, seed=s.rep * 10 + k)
+        arch = make_child(seed_net, space.sample(seed_net, rng), data, seed=s.rep * 10 + k).network
         tr_offset = tr.steps
         _, reps = train(reinit(arch, s.rep * 10 + k), data, scratch_spec(s, share), seed=s.rep * 10 + k,
                         on_epoch=lambda rep, net: (setattr(tr, "steps", tr_offset + rep.steps),
@@ -270,7 +250,7 @@ def run_rep(s: Setting) -> dict[str, Any]:
     methods["seed trained longer (SGDR)"] = tr.result()
     # Table 2: hill climbing's best child vs. its architecture from scratch with its lineage's steps.
     if table2 is not None:
-        from morphnas.search.train import evaluate
+        from morphnas.search.trial.train import evaluate
         child, lineage_steps, member = table2
         ep = max(1, round(lineage_steps / spe))
         t = time.time()

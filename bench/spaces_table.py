@@ -21,7 +21,7 @@ from morphnas.morphism.perturb import perturb
 from morphnas.morphism.verify import output_diff
 from morphnas.spaces.counting import count
 from morphnas.spaces.registry import REGISTRY, create_seed
-from morphnas.spaces.variants import PAPER_VARIANTS, derive_variant, parse_variant
+from morphnas.spaces.seeds.variants import PAPER_VARIANTS, derive_variant, parse_variant
 
 
 def timed(fn, repeats: int):

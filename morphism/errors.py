@@ -16,6 +16,12 @@ class SpecError(MorphnasError):
     """A layer or network description is invalid (unknown kind, bad field value)."""
 
 
+class KindRegistrationError(SpecError):
+    """A layer kind is declared wrongly: a kind name used twice, no runtime module or drawing label, a
+    runtime exports cannot ship, an import rule another kind already has, a kind file that registers
+    nothing. The message names the file."""
+
+
 class LintError(MorphnasError):
     """A network breaks an IR invariant. ``problems`` lists every one found, each naming its place."""
 

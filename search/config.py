@@ -22,16 +22,25 @@ from typing import Any, Literal
 import yaml
 
 from morphnas.morphism.schema import SchemaError, build, duration, rule
-
-from .errors import ConfigError
+from morphnas.search.data.registry import check_dataset_name
+from morphnas.search.errors import ConfigError
+from morphnas.search.state.fsutil import atomic_write_text
 
 __all__ = ["BudgetConfig", "Config", "ConfigError", "DataConfig", "FinalConfig", "FinetuneConfig", "LatencyConfig",
-           "RayConfig", "ResourcesConfig", "SeedConfig", "VerifyConfig", "DATASETS", "apply_overrides",
+           "RayConfig", "ResourcesConfig", "SeedConfig", "VerifyConfig", "apply_overrides",
            "config_from_dict", "load_config", "save_config"]
 
-Dataset = Literal["digits", "cifar10", "cifar100", "mnist", "mnist5k", "fashion_mnist", "svhn", "image_folder"]
-DATASETS: tuple[str, ...] = Dataset.__args__  # type: ignore[attr-defined]
 Schedule = Literal["cosine", "constant", "sgdr"]
+
+
+def _number(value: Any, key: str) -> Any:
+    """A number written as YAML reads it or as a string such as "3e12" (YAML 1.1 reads that as text)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise SchemaError(f"{key!r} must be a number, got {value!r}; e.g. 3e12") from None
+    return value
 
 
 def _fraction(value: Any, key: str) -> Any:
@@ -74,7 +83,7 @@ class SeedConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Dataset = "digits"
+    dataset: str = field(default="digits", metadata=rule(parse=check_dataset_name))   # a registered dataset
     root: str = "data"                  # where torchvision datasets live / are downloaded
     image_size: int | None = field(default=None, metadata=_GE1)  # resize to this (digits: upscale 8x8); None: native
     val_fraction: float = field(default=0.15, metadata=rule(parse=_fraction))   # held out for model selection
@@ -88,17 +97,21 @@ class DataConfig:
 @dataclass(frozen=True)
 class BudgetConfig:
     trials: int | None = field(default=20, metadata=_GE0)   # children to train (the seed is not counted)
+    # training multiply-adds of all trials together (forward + backward, the seed's included); no new
+    # trial once they are spent ("3e12" accepted)
+    flops: float | None = field(default=None, metadata=rule(gt=0, parse=_number))
     # seconds ("30m", "2h" accepted); no new trial after it
     wall_time: float | None = field(default=None, metadata=rule(gt=0, parse=duration))
 
     def _validate(self, where: str) -> None:
-        if self.trials is None and self.wall_time is None:
-            raise ConfigError("config 'budget': set budget.trials and/or budget.wall_time, else the search never ends")
+        if self.trials is None and self.wall_time is None and self.flops is None:
+            raise ConfigError("config 'budget': set budget.trials, budget.flops and/or budget.wall_time, else the "
+                              "search never ends")
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Distillation from the parent during a child's fine-tune (search/distill.py): the loss is
+    """Distillation from the parent during a child's fine-tune (search/trial/distill.py): the loss is
     (1-weight)·CE + weight·T²·KL(parent/T || child/T). auto: only children of approximate (shrinking) morphs."""
 
     enabled: Literal["auto", True, False] = "auto"
@@ -150,7 +163,7 @@ class VerifyConfig:
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    """How every trial measures its network's inference latency on its device (search/latency.py):
+    """How every trial measures its network's inference latency on its device (search/trial/latency.py):
     the median of ``repeats`` forward passes of a batch of ``batch_size``, after ``warmup`` passes."""
 
     batch_size: int = field(default=1, metadata=rule(ge=1, le=4096))
@@ -184,8 +197,30 @@ class Config:
     final: FinalConfig = field(default_factory=FinalConfig)
 
     def _validate(self, where: str) -> None:
-        from .strategies import check_section   # the strategies name their own knobs
+        # lazy: the strategies import Optuna; workers read configs without it
+        from morphnas.search.strategies import check_section, strategy_class  # lazy: see above
         check_section(self.strategy)
+        if getattr(strategy_class(self.strategy.get("name")), "lineage", False):
+            self._check_lineage_seed()
+
+    def _check_lineage_seed(self) -> None:
+        """A lineage strategy (``grow``) continues the seed's SGDR schedule cycle by cycle, so the
+        seed must train on ``sgdr`` and stop at the end of a cycle."""
+        s, name = self.seed, self.strategy.get("name")
+        if s.schedule != "sgdr":
+            raise ConfigError(f"config 'seed.schedule': strategy {name!r} continues the seed's warm-restart schedule, "
+                              f"so the seed needs schedule: sgdr (got {s.schedule!r}); set seed.schedule: sgdr and "
+                              f"seed.restart_epochs")
+        first, bound = s.restart_epochs or s.epochs, 0
+        while bound < s.epochs:
+            bound, first = bound + first, first * s.restart_mult
+        if bound != s.epochs:
+            raise ConfigError(f"config 'seed.epochs': strategy {name!r} grows at the seed's restarts, so the seed must "
+                              f"end at the end of a cycle; with restart_epochs {s.restart_epochs} and restart_mult "
+                              f"{s.restart_mult}, {s.epochs} epochs stop inside one (the next cycle ends at epoch {bound})")
+        if s.checkpoint:
+            raise ConfigError(f"config 'seed.checkpoint': strategy {name!r} continues the seed's training (its "
+                              f"optimizer state and schedule), which a checkpoint does not have; train the seed here")
 
     @property
     def run_dir(self) -> Path:
@@ -266,6 +301,5 @@ def _deepcopy(d: Any) -> Any:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config atomically (``resume --set`` rewrites it in a live run)."""
-    from .fsutil import atomic_write_text
     atomic_write_text(Path(path), "# the resolved configuration of this run (morphnas resume reads it)\n"
                       + yaml.safe_dump(cfg.to_dict(), sort_keys=False))

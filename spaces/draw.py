@@ -29,10 +29,9 @@ import networkx as nx
 from morphnas.morphism.errors import SpecError
 from morphnas.morphism.graph import Network
 from morphnas.morphism import layers as L
-from morphnas.morphism import layers_extra as LX
 
-from .counting import count
-from .sites import stage_map
+from morphnas.spaces.counting import count
+from morphnas.spaces.actions.sites import stage_map
 
 _STAGE_COLOURS = ("#e8eef7", "#e6f2e6", "#f7f0e1", "#f0e6f2", "#e4f1f3", "#f5e6e6")
 _MORPH = "#d2691e"
@@ -60,45 +59,9 @@ class Group:
 
 
 def layer_label(layer: L.LayerSpec) -> str:
-    """A short label: ``conv3x3/2``, ``bn``, ``prelu``, ``0.5·id``, ``fc 64→10``."""
-    if isinstance(layer, L.Conv2d):
-        s = f"conv{layer.kernel_size}x{layer.kernel_size}"
-        s += f"/{layer.stride}" if layer.stride > 1 else ""
-        s += (" dw" if layer.depthwise else f" g{layer.groups}") if layer.groups > 1 else ""
-        return s + (f" {layer.out_channels}" if layer.out_channels != layer.in_channels else "")
-    if isinstance(layer, L.BatchNorm2d):
-        return "bn"
-    if isinstance(layer, L.PReLU):
-        return "prelu"
-    if isinstance(layer, L.PAct):
-        return f"p-{layer.fn}"
-    if isinstance(layer, L.Activation):
-        return layer.fn
-    if isinstance(layer, L.Identity):
-        return "id" if layer.scale == 1.0 else f"{layer.scale:g}·id"
-    if isinstance(layer, L.Linear):
-        return f"fc {layer.in_features}→{layer.out_features}"
-    if isinstance(layer, L.GlobalAvgPool):
-        return "avgpool"
-    if isinstance(layer, L.MaxPool2d):
-        return f"maxpool{layer.kernel_size}"
-    if isinstance(layer, L.AvgPool2d):
-        return f"avgpool{layer.kernel_size}"
-    if isinstance(layer, (L.Pad, L.Crop)):
-        return f"{layer.kind}{layer.amount}"
-    if isinstance(layer, LX.ChannelSlice):
-        return f"ch[{layer.start}:{layer.stop}]"
-    if isinstance(layer, LX.ChannelShuffle):
-        return f"shuffle{layer.groups}"
-    if isinstance(layer, LX.ChannelLayerNorm):
-        return "ln"
-    if isinstance(layer, LX.LayerScale):
-        return "scale"
-    if isinstance(layer, LX.StochasticDepth):
-        return "sd"
-    if isinstance(layer, (LX.AdaptiveAvgPool2d, LX.AdaptiveMaxPool2d)):
-        return f"{'avg' if isinstance(layer, LX.AdaptiveAvgPool2d) else 'max'}pool→{layer.height}x{layer.width}"
-    return layer.kind
+    """A short label: ``conv3x3/2``, ``bn``, ``prelu``, ``0.5·id``, ``fc 64→10``; each layer kind
+    says its own (``draw_label``, next to its spec in :mod:`morphnas.morphism.kinds`)."""
+    return layer.draw_label()
 
 
 # The symbol drawn where parallel branches meet, by the join blob's kind.
@@ -242,7 +205,7 @@ def draw_network(net: Network, path: str | Path, base: Network | None = None, ti
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg"):
         raise SpecError(f"cannot draw to {str(path)!r}: the file name must end in .png or .svg")
-    import matplotlib
+    import matplotlib  # lazily: heavy, needed only to render, and the backend must be chosen before pyplot
     matplotlib.use("Agg", force=False)
     from matplotlib import pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch

@@ -19,9 +19,8 @@ from pathlib import Path
 from morphnas.morphism.errors import LoadError, MorphnasError
 from morphnas.morphism.graph import Network
 from morphnas.morphism.serialize import SPEC_FILE, load_network
-
-from .registry import REGISTRY, create_network
-from .torchvision_seed import TORCHVISION, check_classes, torchvision_network
+from morphnas.spaces.registry import REGISTRY, create_network
+from morphnas.spaces.seeds.torchvision_seed import TORCHVISION, check_classes, torchvision_network
 
 __all__ = ["TORCHVISION", "check_classes", "looks_like_path", "resolve_network"]
 

@@ -1,4 +1,4 @@
-"""A worker job for tests that run :func:`morphnas.search.runner.execute` in-process (no Ray)."""
+"""A worker job for tests that run :func:`morphnas.search.trial.worker.execute` in-process (no Ray)."""
 from __future__ import annotations
 
 import dataclasses

@@ -7,8 +7,8 @@ import torch
 from morphnas.morphism.graph import Network
 from morphnas.morphism.perturb import perturb
 from morphnas.morphism.verify import output_diff
-from morphnas.spaces.builders import imagenet_resnet
 from morphnas.spaces.registry import create_network
+from morphnas.spaces.seeds.builders import imagenet_resnet
 
 F64_TOL = 1e-10
 F32_TOL = 1e-5

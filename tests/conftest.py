@@ -29,7 +29,7 @@ _USES_RAY = re.compile(r"\bmark\.ray\b")
 @pytest.fixture
 def tiny_resnet():
     """A 3-block CIFAR-style ResNet on 1x8x8 inputs (width 8): fast enough for every test."""
-    from morphnas.spaces.builders import cifar_resnet
+    from morphnas.spaces.seeds.builders import cifar_resnet
     return cifar_resnet(depth=8, width=8, in_channels=1, input_size=8, num_classes=10)
 
 

@@ -8,11 +8,18 @@ from hypothesis import strategies as st
 
 from morphnas.morphism.ops import apply_op, default_registry
 from morphnas.morphism.verify import output_diff
-from morphnas.spaces.actions import (Action, ActionSpace, ActionSpaceError, ConstraintViolation, Domain,
-                                     NoValidAction, parse_domain)
+from morphnas.spaces.actions import (
+    Action,
+    ActionSpace,
+    ActionSpaceError,
+    ConstraintViolation,
+    Domain,
+    NoValidAction,
+    parse_domain,
+)
+from morphnas.spaces.actions.sites import Where, stage_map
 from morphnas.spaces.counting import count
 from morphnas.spaces.registry import REGISTRY, create_seed
-from morphnas.spaces.sites import Where, stage_map
 
 # Every shipped op but `module` (it needs a module file; its own tests cover it), with domains.
 ALL_OPS = {

@@ -1,6 +1,6 @@
 """Bad input never leaves a trace: exit code 2, one line on stderr, no traceback, files unchanged.
 
-Two corpora. ``search`` configs are checked before a run directory exists (search/preflight.py),
+Two corpora. ``search`` configs are checked before a run directory exists (search/run/preflight.py),
 so the whole working folder, ``runs/`` included, must be byte-for-byte what it was. The other
 commands (describe, new, morph, verify, export, leaderboard, resume) must refuse impossible paths,
 huge or non-finite values, corrupt files and writes into a run in one line, changing nothing.
@@ -59,7 +59,7 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "runs" / "other").mkdir()
     (tmp_path / "runs" / "other" / "notes.txt").write_text("mine\n")
     (tmp_path / "afile").write_text("not a directory\n")
-    from morphnas.search import loop
+    from morphnas.search.run import driver as loop
 
     def no_driver(self, *a, **k):
         raise AssertionError("a bad config reached the driver")

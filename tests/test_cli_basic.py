@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from _ops_util import cifar_resnet_macs, cifar_resnet_params, spec_macs, spec_params
 from torch import nn
 
-from _ops_util import cifar_resnet_params, cifar_resnet_macs, spec_macs, spec_params
 from morphnas.morphism.serialize import SPEC_FILE, WEIGHTS_FILE, load_network
 from morphnas.search.cli import main
 from morphnas.spaces.counting import count

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _ops_util import F32_TOL, rel_err, same_tensors, spec_params
+
 from morphnas.morphism.ops import default_registry
 from morphnas.morphism.serialize import load_network, save_network
 from morphnas.search.cli import main

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from morphnas.search.config import apply_overrides, config_from_dict
-from morphnas.search.loop import Driver
-from morphnas.search.rundir import RunDir
+from morphnas.search.run.driver import Driver
+from morphnas.search.state.rundir import RunDir
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -143,7 +143,7 @@ class KillingDriver(Driver):
         mid = self.trials.get(trial_id)
         if (self.killed_member is None and len(self.state.results) >= self.after and mid in self.state.pending
                 and not result.get("final") and result.get("pid") in self.node2.worker_pids()):
-            self.finished_before_kill = [dict(r) for r in self.state.results]
+            self.finished_before_kill = [r.to_json() for r in self.state.results]
             self.killed_member = mid
             self.node2.kill()
 

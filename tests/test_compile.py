@@ -6,7 +6,7 @@ from torch import nn
 
 from morphnas.morphism.compile import compile_network, sync_from_module
 from morphnas.morphism.graph import Network
-from morphnas.morphism.layers import Activation, Conv2d, Crop, Identity, Pad, PAct
+from morphnas.morphism.layers import Activation, Conv2d, Crop, Identity, PAct, Pad
 from morphnas.morphism.perturb import perturb
 
 

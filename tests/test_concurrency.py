@@ -3,19 +3,20 @@
 Why: Tune keeps one live actor while the searcher waits (the seed trains, a hill-climbing
 generation is incomplete); a second trial then needs a cold actor that starts slower than a short
 trial runs, and Tune hands it the first trial's cached actor instead, so every trial ran in one
-process, one after another. The driver's *holds* keep the second worker alive (search/runner.py).
+process, one after another. The driver's *holds* keep the second worker alive (search/trial/hold.py).
 The test counts overlapping pairs of run intervals (no timing thresholds): each child records when
 its worker started it (``extra.started_at``) and how long it ran (``wall_time``).
 """
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from morphnas.search.config import config_from_dict
-from morphnas.search.loop import Driver
-from morphnas.search.rundir import RunDir
+from morphnas.search.run.driver import Driver
+from morphnas.search.state.rundir import RunDir
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -35,6 +36,20 @@ def _config(tmp_path):
 
 def overlapping_pairs(intervals):
     return sum(1 for i, (a0, a1) in enumerate(intervals) for b0, b1 in intervals[i + 1:] if a0 < b1 and b0 < a1)
+
+
+def settled_pids(session_dir: str, timeout: float = 10.0) -> list[int]:
+    """The live processes of a Ray session once the set has stopped changing (processes that exit
+    with their driver take a moment to go; the survivors are what resume must clean up)."""
+    deadline = time.monotonic() + timeout
+    last = sorted(p for p in session_pids(session_dir) if _alive(p))
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = sorted(p for p in session_pids(session_dir) if _alive(p))
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 def test_children_run_side_by_side_in_two_workers_and_holds_leave_no_trace(tmp_path, capsys):
@@ -77,7 +92,7 @@ def test_children_run_side_by_side_in_two_workers_and_holds_leave_no_trace(tmp_p
 
 # ------------------------------------------------------------------------------- the cluster cannot run a trial
 def test_cluster_checks_name_the_resources_and_the_fix():
-    from morphnas.search.session import ClusterError, check_fits, check_reachable
+    from morphnas.search.tune.session import ClusterError, check_fits, check_reachable
     nodes, total = [{"CPU": 2.0}], {"CPU": 2.0}
     check_fits(2, 0.0, nodes, total)
     with pytest.raises(ClusterError, match=r"2 CPU\(s\) and 0 GPU\(s\).*cpus_per_trial=64 > 2"):
@@ -94,7 +109,7 @@ def test_cluster_checks_name_the_resources_and_the_fix():
 def test_too_many_cpus_per_trial_fails_in_seconds_and_the_run_stays_resumable(tmp_path):
     import time
 
-    from morphnas.search.session import ClusterError
+    from morphnas.search.tune.session import ClusterError
     cfg = config_from_dict({
         "name": "big", "runs_dir": str(tmp_path), "seed": {"network": "tiny_resnet", "epochs": 1},
         "data": {"dataset": "digits", "train_limit": 100}, "budget": {"trials": 1},
@@ -130,7 +145,7 @@ def test_resume_ends_the_ray_processes_of_a_killed_driver_and_no_other(tmp_path)
 
     import yaml
 
-    from morphnas.search.session import SESSION_FILE, session_pids
+    from morphnas.search.tune.session import SESSION_FILE, session_pids
     cfg = {"name": "orph", "runs_dir": str(tmp_path / "runs"), "seed": {"network": "tiny_resnet", "epochs": 6},
            "data": {"dataset": "digits", "train_limit": 200}, "budget": {"trials": 1}, "finetune": {"epochs": 1},
            "actions": {"ops": {"widen": {"factor": [1.5]}}}, "resources": {"cpus_per_trial": 1},
@@ -162,8 +177,7 @@ def test_resume_ends_the_ray_processes_of_a_killed_driver_and_no_other(tmp_path)
         other_pids = set(session_pids(other_dir)) | {other.pid}
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
-        time.sleep(2)
-        left = [p for p in session_pids(old_dir) if _alive(p)]
+        left = settled_pids(old_dir)
         assert left, "kill -9 of the driver leaves its Ray processes behind (what resume must clean up)"
 
         resume = subprocess.run([sys.executable, "-m", "morphnas.search", "resume", str(run)], env=env,
@@ -184,7 +198,7 @@ def test_resume_ends_the_ray_processes_of_a_killed_driver_and_no_other(tmp_path)
 
 
 def test_eta_comes_from_the_children_seen_not_the_wall_time_budget():
-    from morphnas.search.progress import Snapshot, eta
+    from morphnas.search.run.progress import Snapshot, eta
     early = Snapshot(done=0, failed=0, budget=12, running=2, best_id=None, best_acc=None, seed_acc=None,
                      elapsed=10.0, wall_time=240.0, concurrent=2)
     assert eta(early) == pytest.approx(230.0), "before any child finished only the budget is known"

@@ -9,10 +9,10 @@ import urllib.request
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-
 from _fake_run import MEMBERS, make_fake_run
+
 from morphnas.search.cli import main
-from morphnas.search.dashboard import dashboard_app, dashboard_server
+from morphnas.search.study.dashboard import dashboard_app, dashboard_server
 
 
 @pytest.fixture(scope="module")

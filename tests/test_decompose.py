@@ -7,8 +7,13 @@ import torch
 
 from morphnas.morphism.errors import NotApplicable, SpecError
 from morphnas.morphism.filters import compose, identity_filter, pad_to
-from morphnas.morphism.solver import (decompose, dense_capacity_ok, min_dense_width, recommended_dense_width,
-                                      relative_residual)
+from morphnas.morphism.solver import (
+    decompose,
+    dense_capacity_ok,
+    min_dense_width,
+    recommended_dense_width,
+    relative_residual,
+)
 from morphnas.morphism.solver.linsolve import compose_taps, conv_matrix, solve_matrix
 
 

@@ -11,9 +11,9 @@ import re
 import pytest
 import torch
 import torchvision
+from _ops_util import cifar_resnet_macs, cifar_resnet_params
 from torch import nn
 
-from _ops_util import cifar_resnet_macs, cifar_resnet_params
 from morphnas.morphism.serialize import save_network
 from morphnas.search.cli import main
 from morphnas.spaces.registry import all_names, create_seed

@@ -1,4 +1,4 @@
-"""Distillation from the parent (search/distill.py): the loss, the on/off rule, and the worker's use.
+"""Distillation from the parent (search/trial/distill.py): the loss, the on/off rule, and the worker's use.
 
 Why: a shrinking morph's child starts with an output error; fine-tuning it against the parent's soft
 outputs is how LEMONADE repairs it. The loss must be exactly the configured mix (a wrong T² or a
@@ -7,22 +7,20 @@ for approximate children and off for exact ones by default, and a pruned child m
 """
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
+from _jobs import worker_job
 
 from morphnas.morphism.ops import apply_op
 from morphnas.morphism.serialize import load_network
-from morphnas.search import distill
 from morphnas.search.config import DataConfig, config_from_dict
-from morphnas.search.data import load_data
-from morphnas.search.distill import Teacher, distill_loss, teacher_for, wants_distillation
-from morphnas.search.runner import execute
-from morphnas.search.train import TrainSpec, train
+from morphnas.search.data.core import load_data
+from morphnas.search.trial import distill
+from morphnas.search.trial.distill import Teacher, distill_loss, teacher_for, wants_distillation
+from morphnas.search.trial.train import TrainSpec, train
+from morphnas.search.trial.worker import execute
 from morphnas.spaces.registry import create_network
-
-from _jobs import worker_job
 
 S = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -2.0]], dtype=torch.float64)   # student logits
 T = torch.tensor([[1.0, 0.0, 3.0], [-1.0, 2.0, 0.0]], dtype=torch.float64)    # teacher logits

@@ -8,15 +8,29 @@ import textwrap
 
 import pytest
 import torch
-
 from _fake_run import make_fake_run, member_net
+
 from morphnas.morphism.compile import compile_network
 from morphnas.morphism.graph import Network
-from morphnas.morphism.layers import (Activation, AvgPool2d, BatchNorm2d, Conv2d, Crop, Dropout, Flatten,
-                                      GlobalAvgPool, Identity, Linear, MaxPool2d, PAct, Pad, PReLU)
+from morphnas.morphism.layers import (
+    Activation,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Crop,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Identity,
+    Linear,
+    MaxPool2d,
+    PAct,
+    Pad,
+    PReLU,
+)
 from morphnas.morphism.perturb import perturb
 from morphnas.search.cli import main
-from morphnas.search.export import export_network, export_run
+from morphnas.search.export.exporter import export_network, export_run
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +194,9 @@ def test_export_predict_on_raw_test_split_gives_the_reported_accuracy(tmp_path):
     from sklearn.datasets import load_digits
 
     from morphnas.search.config import DataConfig
-    from morphnas.search.data import load_data
-    from morphnas.search.train import TrainSpec, evaluate, train
-    from morphnas.spaces.builders import cifar_resnet
+    from morphnas.search.data.core import load_data
+    from morphnas.search.trial.train import TrainSpec, evaluate, train
+    from morphnas.spaces.seeds.builders import cifar_resnet
 
     cfg = DataConfig(dataset="digits", image_size=16)
     data = load_data(cfg, seed=3)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from morphnas.search.mutator import SpaceMutator
-from morphnas.search.population import Member, Population
-from morphnas.search.records import TrialResult
+from morphnas.search.state.population import Member, Population
+from morphnas.search.state.records import TrialResult
 from morphnas.search.strategies.gp import GPStrategy, bourgain_embed, bourgain_subsets, fit_gp, rbf
+from morphnas.search.strategies.mutator import SpaceMutator
 from morphnas.spaces.actions import ActionSpace
 from morphnas.spaces.counting import count
 from morphnas.spaces.distance import Architecture, DistanceCache, describe, distance, pairwise

@@ -6,12 +6,33 @@ import torch
 
 from morphnas.morphism.errors import LintError, MorphnasError, SpecError
 from morphnas.morphism.graph import Network
-from morphnas.morphism.layer_json import spec_from_json, spec_to_json
 from morphnas.morphism.kinds import layer_kinds
-from morphnas.morphism.layers import (Activation, AvgPool2d, BatchNorm2d, Conv2d, Crop, Dropout, Flatten,
-                                      GlobalAvgPool, Identity, Linear, MaxPool2d, Pad, PAct, PReLU)
-from morphnas.morphism.layers_extra import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, ChannelLayerNorm, ChannelShuffle,
-                                            ChannelSlice, LayerScale, StochasticDepth)
+from morphnas.morphism.layer_json import spec_from_json, spec_to_json
+from morphnas.morphism.layers import (
+    Activation,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Crop,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Identity,
+    Linear,
+    MaxPool2d,
+    PAct,
+    Pad,
+    PReLU,
+)
+from morphnas.morphism.layers_extra import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    ChannelLayerNorm,
+    ChannelShuffle,
+    ChannelSlice,
+    LayerScale,
+    StochasticDepth,
+)
 from morphnas.morphism.shapes import infer_shapes
 
 

@@ -10,8 +10,14 @@ from morphnas.morphism.compile import compile_network
 from morphnas.morphism.errors import LintError, SpecError
 from morphnas.morphism.graph import Network
 from morphnas.morphism.layers import AvgPool2d, Conv2d, GlobalAvgPool, Identity, MaxPool2d
-from morphnas.morphism.layers_extra import (AdaptiveAvgPool2d, ChannelLayerNorm, ChannelShuffle, ChannelSlice,
-                                            LayerScale, StochasticDepth)
+from morphnas.morphism.layers_extra import (
+    AdaptiveAvgPool2d,
+    ChannelLayerNorm,
+    ChannelShuffle,
+    ChannelSlice,
+    LayerScale,
+    StochasticDepth,
+)
 from morphnas.morphism.lint import lint_problems
 from morphnas.morphism.serialize import load_network, save_network
 
@@ -79,7 +85,7 @@ def test_a_network_without_joins_is_still_written_as_version_1(tmp_path):
 
 
 def test_export_loader_understands_joins(tmp_path):
-    from morphnas.search.export import export_network
+    from morphnas.search.export.exporter import export_network
     res = export_network(gated_concat(), tmp_path / "exp")
     assert res.rel_err <= 1e-6
 

@@ -7,17 +7,16 @@ import json
 
 import pytest
 import torch
+from _jobs import worker_job
 
 from morphnas.morphism.serialize import load_network
 from morphnas.search.config import ConfigError, config_from_dict
-from morphnas.search.latency import check_latency, measure_latency
-from morphnas.search.population import Member
-from morphnas.search.records import TrialResult
-from morphnas.search.runner import _reason, execute
+from morphnas.search.state.population import Member
+from morphnas.search.state.records import TrialResult
+from morphnas.search.trial.latency import check_latency, measure_latency
+from morphnas.search.trial.worker import execute, failure_reason
 from morphnas.spaces.actions import ActionSpace
 from morphnas.spaces.errors import ConstraintViolation
-
-from _jobs import worker_job
 
 
 def test_latency_is_the_median_of_the_timed_passes_after_warmup(tiny_resnet):
@@ -62,7 +61,7 @@ def test_every_trial_records_latency_and_a_slow_child_is_not_trained(tmp_path):
     with pytest.raises(ConstraintViolation) as err:
         execute(worker_job(tmp_path, "child", parent_path=parent, proposal=prop,
                            latency={**spec, "max_ms": 1e-9}), reports.append)
-    assert "max_latency_ms 1e-09" in _reason(err.value) and "not trained" in str(err.value)
+    assert "max_latency_ms 1e-09" in failure_reason(err.value) and "not trained" in str(err.value)
     assert reports == [] and not (tmp_path / "members/m1").exists(), "refused before any epoch"
     ok = execute(worker_job(tmp_path, "child", parent_path=parent, proposal=prop,
                             latency={**spec, "max_ms": 1e6}), reports.append)
@@ -73,14 +72,13 @@ def test_every_trial_records_latency_and_a_slow_child_is_not_trained(tmp_path):
 
 
 def test_a_child_over_the_bound_is_measured_again_before_it_is_refused(tmp_path, monkeypatch):
-    from morphnas.search import latency
     assert execute(worker_job(tmp_path, "seed"), lambda r: None).state == "COMPLETE"
     prop = {"parent_id": "m0", "proposal_id": "p1", "search_params": {},
             "actions": [{"op": "deepen", "site": "layer2.0.conv1", "params": {}, "seed": 0}]}
     spec = {"batch_size": 1, "repeats": 3, "warmup": 0, "max_ms": 5.0}
     # before training: a slowed first measurement, then the real one; after training: slowed again
     figures = iter([9.0, 4.0, 6.0])
-    monkeypatch.setattr(latency, "measure_latency", lambda *a, **k: next(figures))
+    monkeypatch.setattr("morphnas.search.trial.worker.measure_latency", lambda *a, **k: next(figures))
     job = worker_job(tmp_path, "child", parent_path=str(tmp_path / "members/m0"), proposal=prop, latency=spec)
     reports = []
     assert execute(job, reports.append).latency_ms == 4.0

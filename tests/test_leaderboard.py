@@ -6,17 +6,24 @@ import math
 
 import optuna
 import pytest
+from _fake_run import DEPTH, MEMBERS, SEARCH_SPACE, make_fake_run
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from _fake_run import DEPTH, MEMBERS, SEARCH_SPACE, make_fake_run
 from morphnas.search.cli import main
-from morphnas.search.leaderboard import (Leaderboard, LeaderboardError, Row, arch_domains, find_member, rank_rows,
-                                        to_distribution)
-from morphnas.search.publish import Publisher
-from morphnas.search.records import TrialResult
-from morphnas.search.rows import mark_front
-from morphnas.search.rundir import RunDir, RunDirError, open_run, storage_url, study_name
+from morphnas.search.state.records import TrialResult
+from morphnas.search.state.rundir import RunDir, RunDirError, open_run, storage_url, study_name
+from morphnas.search.study.leaderboard import (
+    Leaderboard,
+    LeaderboardError,
+    Row,
+    arch_domains,
+    find_member,
+    rank_rows,
+    to_distribution,
+)
+from morphnas.search.study.publish import Publisher
+from morphnas.search.study.rows import mark_front
 
 
 @pytest.fixture(scope="module")
@@ -317,7 +324,7 @@ def test_fail_rows_show_dash_and_null_for_size(fake, capsys):
 
 def test_pareto_flag_is_the_front_plotted_in_pareto_png(fake, capsys):
     """Single-objective runs too: the flag used to be false everywhere while the plot drew a front."""
-    from morphnas.search.rows import front_rows
+    from morphnas.search.study.rows import front_rows
     run, lb, _ = fake
     rows = lb.rows()
     done, front = front_rows(rows, "params")        # what plots.pareto_front draws
@@ -345,7 +352,7 @@ def test_trial_note_shows_member_parent_ops_sizes_and_drawing(fake):
 
 
 def test_optuna_info_lines_quiet_unless_verbose(tmp_path, monkeypatch):
-    from morphnas.search.storage import quiet_optuna
+    from morphnas.search.study.storage import quiet_optuna
     run = RunDir.at(tmp_path / "q").make()
     Leaderboard.for_run(run, ["maximize"])
     assert optuna.logging.get_verbosity() == optuna.logging.WARNING

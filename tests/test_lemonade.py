@@ -5,17 +5,16 @@ import math
 
 import numpy as np
 import pytest
+from test_strategies import SECTIONS, FakeMutator, seeded_world, simulate
 
-from morphnas.search.hypervolume import hypervolume_2d
-from morphnas.search.mutator import SpaceMutator
-from morphnas.search.population import Member, Population
-from morphnas.search.records import TrialResult
+from morphnas.search.state.hypervolume import hypervolume_2d
+from morphnas.search.state.population import Member, Population
+from morphnas.search.state.records import TrialResult
 from morphnas.search.strategies import NAMES, build_strategy
 from morphnas.search.strategies.lemonade import inverse_density_choice, kde_density
+from morphnas.search.strategies.mutator import SpaceMutator
 from morphnas.spaces.actions import ActionSpace
 from morphnas.spaces.counting import count
-
-from test_strategies import SECTIONS, FakeMutator, seeded_world, simulate
 
 
 def test_kde_is_the_product_gaussian_formula_in_two_dimensions():

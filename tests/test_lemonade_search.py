@@ -8,13 +8,12 @@ import json
 
 import pytest
 import yaml
+from test_dashboard import call
 
 from morphnas.search.cli import main
-from morphnas.search.dashboard import dashboard_app
-from morphnas.search.leaderboard import Leaderboard
-from morphnas.search.rundir import RunDir
-
-from test_dashboard import call
+from morphnas.search.state.rundir import RunDir
+from morphnas.search.study.dashboard import dashboard_app
+from morphnas.search.study.leaderboard import Leaderboard
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

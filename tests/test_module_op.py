@@ -162,6 +162,7 @@ def test_cli_morph_with_a_module_file(tmp_path, capsys):
 @pytest.mark.parametrize("seed", range(3))
 def test_random_irreducible_modules_preserve_the_network(seed):
     import numpy as np
+
     from morphnas.morphism.module.generate import random_irreducible_module
     m = random_irreducible_module(np.random.default_rng(300 + seed), blobs=3, max_edges=8, kernels=(1, 3))
     k = 3 if m.effective_kernel >= 3 else 1

@@ -12,8 +12,7 @@ from morphnas.morphism.channel_groups import channel_group
 from morphnas.morphism.errors import NotApplicable
 from morphnas.morphism.graph import Network
 from morphnas.morphism.joins import CONCAT, MUL
-from morphnas.morphism.layers import (Activation, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Identity,
-                                      Linear)
+from morphnas.morphism.layers import Activation, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Identity, Linear
 from morphnas.morphism.ops import apply_op
 from morphnas.morphism.perturb import perturb
 from morphnas.morphism.verify import output_diff

@@ -18,8 +18,8 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from _ops_util import F32_TOL, F64_TOL, NETS, perturbed_net, rel_err, same_tensors
 
-from _ops_util import F32_TOL, F64_TOL, NETS, rel_err, same_tensors, perturbed_net
 from morphnas.morphism.errors import MorphnasError, NotApplicable
 from morphnas.morphism.lint import lint_problems
 from morphnas.morphism.ops import apply_op, default_registry, replay

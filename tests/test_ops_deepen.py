@@ -6,8 +6,7 @@ import torch
 
 from morphnas.morphism.errors import NotApplicable, SpecError
 from morphnas.morphism.graph import Network
-from morphnas.morphism.layers import (Activation, Conv2d, Flatten, GlobalAvgPool, Linear, Pad, PAct,
-                                      PReLU)
+from morphnas.morphism.layers import Activation, Conv2d, Flatten, GlobalAvgPool, Linear, PAct, Pad, PReLU
 from morphnas.morphism.ops import apply_op, default_registry, replay
 from morphnas.morphism.perturb import perturb
 from morphnas.morphism.solver import recommended_dense_width

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _ops_util import perturbed_net, rel_err, same_tensors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _ops_util import perturbed_net, rel_err, same_tensors
 from morphnas.morphism.errors import NotApplicable
 from morphnas.morphism.lint import lint_problems
 from morphnas.morphism.ops import apply_op, default_registry, replay

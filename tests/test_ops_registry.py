@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import pytest

@@ -5,15 +5,15 @@ import math
 
 import pytest
 import torch
-
 from _ops_util import F32_TOL, F64_TOL, perturbed_net, rel_err, same_tensors
+
+from morphnas.morphism.blocks import morph_blocks
 from morphnas.morphism.compile import compile_network
 from morphnas.morphism.errors import NotApplicable, SpecError
 from morphnas.morphism.filters import compose, identity_filter, pad_to
-from morphnas.morphism.layers import BatchNorm2d, Conv2d, Identity, Pad, PAct, PReLU
-from morphnas.morphism.ops import apply_op, replay
 from morphnas.morphism.identity import calibrate_identity_bns
-from morphnas.morphism.blocks import morph_blocks
+from morphnas.morphism.layers import BatchNorm2d, Conv2d, Identity, PAct, Pad, PReLU
+from morphnas.morphism.ops import apply_op, replay
 from morphnas.morphism.ops.morph_block import OP as MORPH_BLOCK
 from morphnas.morphism.solver.decompose import min_dense_width
 

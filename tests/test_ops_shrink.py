@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from _ops_util import F64_TOL, perturbed_net, rel_err
+
+from morphnas.morphism.channel_groups import channel_group
 from morphnas.morphism.errors import NotApplicable, SpecError
 from morphnas.morphism.ops import apply_op, default_registry
-from morphnas.morphism.channel_groups import channel_group
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from morphnas.morphism.ops import apply_op, default_registry, replay
 from morphnas.morphism.ops.insert_bn import blob_statistics
 from morphnas.morphism.perturb import perturb
 from morphnas.morphism.verify import output_diff, sample_inputs
-from morphnas.spaces.builders import plain_cnn
+from morphnas.spaces.seeds.builders import plain_cnn
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from morphnas.morphism.compile import compile_network, sync_from_module
-from morphnas.morphism.ops import apply_op
 from morphnas.morphism.identity import calibrate_identity_bns
+from morphnas.morphism.ops import apply_op
 from morphnas.spaces.registry import create_network
 
 LR = 0.05

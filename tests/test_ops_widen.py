@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from _ops_util import F32_TOL, F64_TOL, perturbed_net, rel_err, same_tensors
+
+from morphnas.morphism.channel_groups import all_groups, channel_group
 from morphnas.morphism.errors import NotApplicable, SpecError
 from morphnas.morphism.graph import Network
-from morphnas.morphism.layers import (Activation, BatchNorm2d, Conv2d, Flatten, Identity, Linear, PAct, PReLU)
+from morphnas.morphism.layers import Activation, BatchNorm2d, Conv2d, Flatten, Identity, Linear, PAct, PReLU
 from morphnas.morphism.ops import apply_op
-from morphnas.morphism.channel_groups import all_groups, channel_group
 from morphnas.morphism.ops.widen import OP as WIDEN
 from morphnas.morphism.perturb import perturb
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.image import imread
 
-from morphnas.search.leaderboard import Row
-from morphnas.search.plots import _tree_layout, architecture, lineage_tree, pareto_front, pareto_points
-from morphnas.spaces.builders import cifar_resnet
+from morphnas.search.study.leaderboard import Row
+from morphnas.search.study.plots import _tree_layout, architecture, lineage_tree, pareto_front, pareto_points
+from morphnas.spaces.seeds.builders import cifar_resnet
 
 
 def row(trial, member, parent, acc=0.5, state="COMPLETE", ops=("split",), params=100):

@@ -10,11 +10,11 @@ import pytest
 
 from morphnas.morphism.serialize import load_network
 from morphnas.search.config import config_from_dict
-from morphnas.search.loop import Driver
-from morphnas.search.records import Proposal
-from morphnas.search.rundir import RunDir
-from morphnas.search.rows import EXTRA_ATTR
+from morphnas.search.run.driver import Driver
+from morphnas.search.state.records import Proposal
+from morphnas.search.state.rundir import RunDir
 from morphnas.search.strategies import build_strategy
+from morphnas.search.study.rows import EXTRA_ATTR
 from morphnas.spaces.actions import Action
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -99,6 +99,6 @@ def test_search_on_ray_tune_with_concurrency_and_a_failing_trial(tmp_path):
     lines.clear()
     assert Driver(cfg, echo=lines.append).run(resume=True) == 0
     assert "already finished" in lines[-1]
-    from morphnas.search.runstate import RunStateError
+    from morphnas.search.state.runstate import RunStateError
     with pytest.raises(RunStateError, match=r"already exists; continue it with 'morphnas resume"):
         Driver(cfg, echo=lines.append).run(resume=False)

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from morphnas.search.cli import main
-from morphnas.search.rows import EXTRA_ATTR
-from morphnas.search.session import SESSION_FILE
+from morphnas.search.study.rows import EXTRA_ATTR
+from morphnas.search.tune.session import SESSION_FILE
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -15,11 +15,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _fake_run import make_fake_run  # noqa: E402
+from test_bad_input import assert_one_line, snapshot  # noqa: E402
 
 from morphnas.search.cli import main  # noqa: E402
 from morphnas.search.config import config_from_dict, save_config  # noqa: E402
-from morphnas.search.runstate import RunState  # noqa: E402
-from test_bad_input import assert_one_line, snapshot  # noqa: E402
+from morphnas.search.state.records import TrialResult  # noqa: E402
+from morphnas.search.state.runstate import RunState  # noqa: E402
 
 CFG = {"name": "fake", "seed": {"network": "tiny_resnet", "epochs": 1}, "data": {"dataset": "digits"},
        "actions": {"ops": {"deepen": {}, "widen": {}}}, "budget": {"trials": 2}, "final": {"epochs": 1}}
@@ -33,13 +34,12 @@ def _pristine_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     r, _, results = make_fake_run(runs, "fake")
     save_config(config_from_dict({**CFG, "runs_dir": str(runs)}), r.config_path)
-    from morphnas.search.population import Member, Population
+    from morphnas.search.state.population import Member, Population
     pop = Population()
     for i, res in enumerate(results):
         if res.state == "COMPLETE":
             pop.add(Member.from_result(res, born=i))
-    RunState(status="final", next_index=5, started=4, population=pop.to_json(),
-             results=[x.to_json() for x in results]).save(r.root)
+    RunState(status="final", next_index=5, started=4, population=pop, results=list(results)).save(r.root)
     pristine = tmp_path_factory.mktemp("pristine") / "runs"
     shutil.copytree(runs, pristine)
     return r, pristine
@@ -58,7 +58,7 @@ def run(_pristine_run):
 @pytest.fixture
 def captured(monkeypatch):
     """Driver construction and run are recorded instead of starting Ray."""
-    from morphnas.search import loop
+    from morphnas.search.run import driver as loop
     seen: dict = {}
     real_init = loop.Driver.__init__
 
@@ -112,17 +112,17 @@ def test_resume_set_rewrites_whitelisted_keys_only(run, capsys, captured):
 
 
 def test_resume_set_seed_before_it_finished_updates_the_queued_job(run, capsys, captured):
-    from morphnas.search.loop import Driver
     from morphnas.search.config import load_config
+    from morphnas.search.trial.jobs import seed_job
     cfg = load_config(run.config_path)
-    state = RunState(queue=[Driver(cfg, run)._seed_job().to_json()], next_index=1)
+    state = RunState(queue=[seed_job(cfg)], next_index=1)
     state.save(run.root)
     assert main(["resume", str(run.root), "--set", "seed.lr=0.01"]) == 0
     assert "seed.lr 0.1 -> 0.01" in capsys.readouterr().out
-    assert RunState.load(run.root).queue[0]["train"]["lr"] == 0.01
+    assert RunState.load(run.root).queue[0].train["lr"] == 0.01
     # a seed that failed is not re-run: the error says how to start over
-    state = RunState(results=[{"member_id": "m0", "state": "FAIL", "fail_reason": "training loss became nan",
-                               "member_path": "members/m0"}], next_index=1)
+    state = RunState(results=[TrialResult("m0", None, 0, "FAIL", fail_reason="training loss became nan",
+                                          member_path="members/m0")], next_index=1)
     state.save(run.root)
     assert_one_line(main(["resume", str(run.root), "--set", "seed.lr=0.001"]), capsys.readouterr().err,
                     "failed", "morphnas remove")
@@ -132,19 +132,19 @@ def test_remove(run, tmp_path, capsys):
     assert_one_line(main(["remove", str(run.root)]), capsys.readouterr().err, "has finished member(s) m0")
     assert run.root.is_dir()
     assert_one_line(main(["remove", str(tmp_path)]), capsys.readouterr().err, "not a morphnas run directory")
-    RunState(results=[{"member_id": "m0", "state": "FAIL", "member_path": "members/m0"}]).save(run.root)
+    RunState(results=[TrialResult("m0", None, 0, "FAIL", member_path="members/m0")]).save(run.root)
     assert main(["remove", str(run.root)]) == 0 and not run.root.exists()
     r2, _, _ = make_fake_run(tmp_path, "other")
-    RunState(population=[], results=[{"member_id": "m0", "state": "COMPLETE"}]).save(r2.root)
+    RunState(results=[TrialResult("m0", None, 0, "COMPLETE")]).save(r2.root)
     assert main(["remove", str(r2.root), "--force"]) == 0 and not r2.root.exists()
 
 
 def test_final_stage_divergence_says_how_to_resume(run):
     from morphnas.morphism.errors import MorphnasError
-    from morphnas.search.final import final_stage
-    from morphnas.search.population import Population
+    from morphnas.search.run.final import final_stage
+    from morphnas.search.state.population import Population
     cfg = config_from_dict({**CFG, "final": {"epochs": 1, "lr": 1e12}, "runs_dir": str(run.root.parent)})
-    pop = Population.from_json(RunState.load(run.root).population)
+    pop = RunState.load(run.root).population
     with pytest.raises(MorphnasError, match=r"fix it with: morphnas resume .*fake --set final.lr=1e\+11"):
         final_stage(cfg, run, pop, echo=lambda s: None)
     assert not run.best.exists()
@@ -206,7 +206,8 @@ def test_new_morph_draw_replace_only_with_force(tmp_path, capsys):
 
 def test_tight_max_params_names_the_constraint():
     import numpy as np
-    from morphnas.search.mutator import SpaceMutator
+
+    from morphnas.search.strategies.mutator import SpaceMutator
     from morphnas.spaces.actions import ActionSpace
     from morphnas.spaces.registry import create_network
     net = create_network("tiny_resnet")

@@ -8,10 +8,11 @@ import json
 import pytest
 
 from morphnas.search.config import config_from_dict
-from morphnas.search.loop import FINISHED, Driver
-from morphnas.search.progress import Snapshot, eta, fmt_duration, format_line
-from morphnas.search.runner import execute
-from morphnas.search.runstate import RunLock, RunState, RunStateError
+from morphnas.search.run.driver import FINISHED, Driver
+from morphnas.search.run.progress import Snapshot, eta, fmt_duration, format_line
+from morphnas.search.state.records import Job
+from morphnas.search.state.runstate import RunLock, RunState, RunStateError
+from morphnas.search.trial.worker import execute
 
 
 class Crash(Exception):
@@ -73,7 +74,7 @@ def test_crash_then_resume_reruns_pending_once_and_fails_a_second_interruption(t
     with pytest.raises(Crash):
         a.run()
     s = RunState.load(cfg.run_dir)
-    assert sorted(s.pending) == ["m2", "m3"] and [r["member_id"] for r in s.results] == ["m0", "m1"]
+    assert sorted(s.pending) == ["m2", "m3"] and [r.member_id for r in s.results] == ["m0", "m1"]
     first = {k: (t.values, t.user_attrs) for k, t in study_trials(cfg).items()}
     assert sorted(first) == ["m0", "m1"]
 
@@ -82,7 +83,7 @@ def test_crash_then_resume_reruns_pending_once_and_fails_a_second_interruption(t
     with pytest.raises(Crash):
         b.run(resume=True)
     s = RunState.load(cfg.run_dir)
-    assert sorted(s.pending) == ["m2", "m3"] and all(j["attempt"] == 2 for j in s.pending.values())
+    assert sorted(s.pending) == ["m2", "m3"] and all(j.attempt == 2 for j in s.pending.values())
 
     lines = []
     c = FakeTuneDriver(cfg, echo=lines.append)
@@ -123,7 +124,7 @@ def test_run_lock_refuses_a_second_driver(tmp_path):
 
 
 def test_state_file_round_trip_and_errors(tmp_path):
-    s = RunState(started=3, pending={"m3": {"born": 3, "member_path": "members/m3"}})
+    s = RunState(started=3, pending={"m3": Job(kind="child", member_id="m3", member_path="members/m3", born=3)})
     s.save(tmp_path)
     assert RunState.load(tmp_path) == s
     (tmp_path / "run_state.json").write_text("{not json")
@@ -150,7 +151,7 @@ def test_wall_time_budget_stops_new_trials(tmp_path):
     d = FakeTuneDriver(cfg, echo=lambda s: None)
     assert d.run() == 0
     s = RunState.load(cfg.run_dir)
-    assert s.started == 0 and [r["member_id"] for r in s.results] == ["m0"] and s.elapsed > 0
+    assert s.started == 0 and [r.member_id for r in s.results] == ["m0"] and s.elapsed > 0
 
 
 def test_resume_cli_errors_are_one_line(tmp_path, capsys):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from morphnas.search.config import ConfigError, config_from_dict
-from morphnas.search.jobs import Job, SeedSource
-from morphnas.search.records import Proposal
+from morphnas.search.state.records import Proposal
+from morphnas.search.trial.jobs import Job, SeedSource
 from morphnas.spaces.actions import Action
 
 SEARCH = Path(__file__).resolve().parent.parent / "search"
@@ -75,7 +75,7 @@ def test_new_choices_and_schedule_knobs():
 
 
 def test_train_fields_carry_restarts_only_for_sgdr():
-    from morphnas.search.loop import _train_fields
+    from morphnas.search.trial.jobs import train_fields as _train_fields
     cfg = config_from_dict({"seed": {"schedule": "sgdr", "restart_epochs": 3}})
     assert _train_fields(cfg.seed, 0.1, 64)["restart_epochs"] == 3
     assert "restart_epochs" not in _train_fields(cfg.finetune, 0.01, 64)

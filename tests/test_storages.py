@@ -29,9 +29,9 @@ import pytest
 import yaml
 
 from morphnas.search.cli import main
-from morphnas.search.dashboard import dashboard_app
-from morphnas.search.leaderboard import open_storage
-from morphnas.search.rundir import RunDir, RunDirError, resolve_storage_url, storage_url
+from morphnas.search.state.rundir import RunDir, RunDirError, resolve_storage_url, storage_url
+from morphnas.search.study.dashboard import dashboard_app
+from morphnas.search.study.leaderboard import open_storage
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

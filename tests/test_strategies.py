@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from morphnas.search.population import Member, Population
-from morphnas.search.records import TrialResult
+from morphnas.search.state.population import Member, Population
+from morphnas.search.state.records import TrialResult
 from morphnas.search.strategies import NAMES, StrategyError, build_strategy, check_section
 from morphnas.search.strategies.lemonade import inverse_density_choice, kde_density
 from morphnas.spaces.actions import Action
@@ -81,9 +81,12 @@ def simulate(strategy, world, pop, budget, concurrency=2, fail_ops=(), log=None,
         if not running:
             return made, idx
         mid, prop = running.pop(0)
-        r = evaluate(world, mid, prop.parent_id, prop.actions, fail_ops)
-        r = TrialResult(**{**r.__dict__, "extra": {"proposal_id": prop.proposal_id},
-                           "search_params": prop.search_params})
+        # A growing lineage's worker picks one of the candidates (here: the first) and says so.
+        actions = prop.actions or (prop.candidates[0] if prop.candidates else ())
+        r = evaluate(world, mid, prop.parent_id, actions, fail_ops)
+        extra = {"proposal_id": prop.proposal_id, **({"grow": {"chosen": 0}} if prop.candidates else {})}
+        r = TrialResult(**{**r.__dict__, "extra": extra, "search_params": prop.search_params,
+                           "actions": tuple(a.to_json() for a in actions)})
         if r.state == "COMPLETE":
             r = TrialResult(**{**r.__dict__, "values": tuple(strategy.objective_values(r))})
             pop.add(Member.from_result(r, born=int(mid[1:])))
@@ -100,6 +103,7 @@ SECTIONS = {
     "lemonade": {"name": "lemonade", "cost": ["params", "flops"], "candidates": 6, "accept": 2},
     "tpe": {"name": "tpe", "n_startup_trials": 3},
     "gp": {"name": "gp", "parents": 2, "candidates_per_parent": 3},
+    "grow": {"name": "grow", "candidates": 3, "growth_points": None},
 }
 
 

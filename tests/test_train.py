@@ -1,4 +1,4 @@
-"""Training, evaluation and the trial body (``runner.execute``) without Ray."""
+"""Training, evaluation and the trial body (``worker.execute``) without Ray."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,16 +7,15 @@ import math
 
 import pytest
 import torch
+from _jobs import worker_job
 
 from morphnas.morphism.errors import PreservationError
 from morphnas.morphism.serialize import load_network, save_network
 from morphnas.search.config import DataConfig
-from morphnas.search.data import load_data
-from morphnas.search.runner import execute
-from morphnas.search.train import Diverged, TrainSpec, _lr, evaluate, train
+from morphnas.search.data.core import load_data
+from morphnas.search.trial.train import Diverged, TrainSpec, _lr, evaluate, train
+from morphnas.search.trial.worker import execute
 from morphnas.spaces.registry import create_network
-
-from _jobs import worker_job
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +67,7 @@ def test_sgdr_restarts_the_cosine_per_step():
 
 
 def test_bad_schedules_are_one_line_errors():
-    from morphnas.search.train import TrainError
+    from morphnas.search.trial.train import TrainError
     with pytest.raises(TrainError, match=r"schedule 'sgdrr' is unknown; did you mean 'sgdr'"):
         TrainSpec(epochs=1, lr=0.1, schedule="sgdrr")
     with pytest.raises(TrainError, match=r"restart_epochs must be >= 1, got 0"):
@@ -118,7 +117,7 @@ def test_a_child_that_breaks_preservation_fails_loudly(tmp_path, monkeypatch):
         child, rec = ops.base.apply_op(net, op, site, params, seed, registry)
         child.params["fc"]["bias"] = child.params["fc"]["bias"] + 1.0
         return child, rec
-    monkeypatch.setattr(ops, "apply_op", broken)
+    monkeypatch.setattr("morphnas.search.trial.child.apply_op", broken)
     proposal = {"parent_id": "m0", "proposal_id": "p1", "search_params": {},
                 "actions": [{"op": "deepen", "site": "conv1", "params": {}, "seed": 0}]}
     with pytest.raises(PreservationError, match=r"relative output error .* > tolerance 0.0001 after deepen@conv1"):

@@ -7,8 +7,7 @@ from morphnas.morphism.layers import Conv2d, Identity
 from morphnas.morphism.perturb import perturb
 from morphnas.morphism.verify import output_diff
 from morphnas.spaces.registry import UnknownName, create_seed
-from morphnas.spaces.variants import (PAPER_VARIANTS, VariantNameError, VariantSpec, derive_variant,
-                                      parse_variant)
+from morphnas.spaces.seeds.variants import PAPER_VARIANTS, VariantNameError, VariantSpec, derive_variant, parse_variant
 
 # Blocks per stage of the seeds: CIFAR ResNet-<depth> has (depth - 2) / 6 in each of 3 stages;
 # ImageNet ResNet-18/34 have torchvision's [2, 2, 2, 2] and [3, 4, 6, 3].

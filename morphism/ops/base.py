@@ -246,7 +246,7 @@ def discover_ops(package: str) -> OpRegistry:
         if not any(type(op).__module__ == mod.__name__ for op in _REGISTERED.values()):
             raise OpRegistrationError(
                 f"op module {info.name}.py ({mod.__file__}) registers no op; register its op with "
-                f"OP = register_op(MyOp()) (from .registry import register_op), or rename it "
+                f"OP = register_op(MyOp()) (from .base import register_op), or rename it "
                 f"_{info.name}.py if it only holds helpers")
     reg = OpRegistry()
     for op in sorted((o for o in _REGISTERED.values() if type(o).__module__.startswith(package + ".")),

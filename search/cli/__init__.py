@@ -14,8 +14,7 @@ import pkgutil
 import sys
 
 from morphnas.morphism.errors import MorphnasError
-
-from .registry import COMMANDS, CLIError, Command, register_command
+from morphnas.search.cli.registry import COMMANDS, CLIError, Command, register_command
 
 __all__ = ["CLIError", "build_parser", "discover", "main", "register_command"]
 

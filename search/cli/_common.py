@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import networkx as nx
 import torch
 
 from morphnas.morphism.errors import did_you_mean
-
-from .registry import CLIError
+from morphnas.morphism.lint import lint_problems
+from morphnas.search.cli.registry import CLIError
+from morphnas.spaces.resolve import resolve_network
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -66,10 +68,7 @@ def positive_float(value: str, flag: str) -> float:
 def load_net(spec: str, **kwargs: Any):
     """:func:`resolve_network`, plus the graph check a saved file may fail (a hand-edited
     ``network.json`` with a cycle would otherwise end in a KeyError deep in shape inference)."""
-    import networkx as nx
 
-    from morphnas.morphism.lint import lint_problems
-    from morphnas.spaces.resolve import resolve_network
     net = resolve_network(spec, **kwargs)
     if not nx.is_directed_acyclic_graph(net.graph):
         problems = [p for p in lint_problems(net) if p.startswith("cycle")] or ["a cycle"]

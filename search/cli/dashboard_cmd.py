@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from morphnas.search.rundir import open_run
-
-from .registry import CLIError, register_command
+from morphnas.search.cli.registry import CLIError, register_command
+from morphnas.search.state.rundir import open_run
 
 LOCAL = {"127.0.0.1", "localhost", "::1"}
 
@@ -25,7 +24,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from morphnas.search.dashboard import dashboard_server
+    from morphnas.search.study.dashboard import dashboard_server  # lazy: optuna-dashboard, only this command
 
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port must be in 0..65535, got {args.port}")

@@ -11,11 +11,11 @@ import json
 from collections import Counter
 
 from morphnas.morphism.graph import Network
-from morphnas.search.fsutil import atomic_file, check_output
+from morphnas.search.cli._common import MAX_CLASSES, add_force, load_net, positive_int
+from morphnas.search.cli.registry import CLIError, register_command
+from morphnas.search.state.fsutil import atomic_file, check_output
 from morphnas.spaces.counting import count
-
-from .registry import CLIError, register_command
-from ._common import MAX_CLASSES, add_force, load_net, positive_int
+from morphnas.spaces.draw import draw_network
 
 
 @register_command("describe", position=10)
@@ -72,10 +72,6 @@ def run(args) -> int:
     target = check_output(args.draw, args.force, "--draw", kind="file") if args.draw else None
     net = load_net(args.spec, num_classes=classes)
     if target is not None:
-        try:
-            from morphnas.spaces.draw import draw_network
-        except ImportError as e:
-            raise CLIError(f"--draw is not available: morphnas.spaces.draw cannot be imported ({e})") from None
         with atomic_file(target, "--draw") as tmp:
             draw_network(net, tmp)
     d = describe(net)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from typing import TYPE_CHECKING
 
-from morphnas.search.rundir import RunDir, open_run
-
-from ._common import add_force, positive_float
-from .registry import CLIError, register_command
-
-if TYPE_CHECKING:
-    from morphnas.search.rows import Row
+from morphnas.morphism.errors import did_you_mean
+from morphnas.search.cli._common import add_force, positive_float
+from morphnas.search.cli.registry import CLIError, register_command
+from morphnas.search.state.fsutil import atomic_dir, check_output, confined
+from morphnas.search.state.rundir import RunDir, open_run
+from morphnas.search.study.rows import Row
 
 
 @register_command("export", position=90)
@@ -42,8 +40,7 @@ def add_parser(sub) -> None:
 
 def member_trial(run: RunDir, member: str) -> int:
     """The trial number of member ``member`` in the run's study (one line naming the known ids if absent)."""
-    from morphnas.morphism.errors import did_you_mean
-    from morphnas.search.leaderboard import Leaderboard
+    from morphnas.search.study.leaderboard import Leaderboard  # lazy: Optuna, only when a run is read
     rows = Leaderboard.open(run).rows()
     for r in rows:
         if r.member_id == member:
@@ -54,8 +51,7 @@ def member_trial(run: RunDir, member: str) -> int:
 
 def check_member_path(run: RunDir, trial: int | None) -> None:
     """The member directory the study names must lie inside the run (a tampered study is refused)."""
-    from morphnas.search.fsutil import confined
-    from morphnas.search.leaderboard import Leaderboard
+    from morphnas.search.study.leaderboard import Leaderboard  # lazy: Optuna, only when a run is read
     lb = Leaderboard.open(run)
     rows = lb.rows()
     row = next((r for r in rows if r.trial == trial), None) if trial is not None else \
@@ -66,7 +62,7 @@ def check_member_path(run: RunDir, trial: int | None) -> None:
 
 def _values(run_dir: RunDir, row: "Row") -> str:
     """``val_acc 0.93, params 5426, latency_ms 0.892`` (the study's objective names; else ``value ...``)."""
-    from morphnas.search.leaderboard import Leaderboard
+    from morphnas.search.study.leaderboard import Leaderboard  # lazy: Optuna, only when a run is read
     vals = list(row.values or ())
     names = Leaderboard.open(run_dir).study.metric_names or []
     if len(names) != len(vals):
@@ -75,8 +71,7 @@ def _values(run_dir: RunDir, row: "Row") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from morphnas.search.export import export_run
-    from morphnas.search.fsutil import atomic_dir, check_output
+    from morphnas.search.export.exporter import export_run  # lazy: Optuna, only when a run is read
 
     if args.trial is not None and args.trial < 0:
         raise CLIError(f"--trial must be a trial number >= 0, got {args.trial}")

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from morphnas.search.leaderboard import Leaderboard, Row
-from morphnas.search.publish import draw_run_plots
-from morphnas.search.rundir import open_run
-
-from .registry import CLIError, register_command
+from morphnas.morphism.errors import did_you_mean
+from morphnas.search.cli.registry import CLIError, register_command
+from morphnas.search.state.rundir import open_run
+from morphnas.search.study.leaderboard import Leaderboard, Row
+from morphnas.search.study.publish import draw_run_plots
 
 
 @register_command("leaderboard", position=70)
@@ -85,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     if args.top is not None:
         rows = [r for r in rows if r.rank is not None][: args.top]
     if args.member is not None:
-        from morphnas.morphism.errors import did_you_mean
         picked = [r for r in rows if r.member_id == args.member]
         if not picked:
             ids = sorted({r.member_id for r in lb.rows()}, key=lambda m: (len(m), m))

@@ -15,13 +15,13 @@ import os
 
 import torch
 
+from morphnas.morphism.module import library
 from morphnas.morphism.ops import apply_op, default_registry
 from morphnas.morphism.serialize import save_network
 from morphnas.morphism.verify import output_diff
-from morphnas.search.fsutil import atomic_dir, check_output
-
-from .registry import CLIError, register_command
-from ._common import add_force, int_arg, load_net
+from morphnas.search.cli._common import add_force, int_arg, load_net
+from morphnas.search.cli.registry import CLIError, register_command
+from morphnas.search.state.fsutil import atomic_dir, check_output
 
 
 @register_command("morph", position=30)
@@ -55,7 +55,6 @@ def parse_param_args(items: list[str], module: str | None) -> dict[str, str]:
             raise CLIError(f"--param {key} is given twice ({params[key]!r} and {value!r})")
         params[key] = value.strip()
     if module is not None:
-        from morphnas.morphism.module import library
         if not os.path.isfile(module) and module not in library.MODULES:
             raise CLIError(f"--module {module!r}: no such file (a YAML or JSON module description) and no "
                            f"built-in module of that name (built-in: {', '.join(library.MODULES)})")

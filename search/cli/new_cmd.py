@@ -3,17 +3,17 @@
 ``--perturb`` randomises BN statistics/affine parameters and activation slopes
 (:func:`morphnas.morphism.perturb.perturb`) so that identity-like parts are non-trivial, the usual
 starting point for checking that a morph preserves the function. An existing ``-o`` is replaced
-only with ``--force``, atomically (see :mod:`morphnas.search.fsutil`); outputs inside a run are refused.
+only with ``--force``, atomically (see :mod:`morphnas.search.state.fsutil`); outputs inside a run are refused.
 """
 from __future__ import annotations
 
 from morphnas.morphism.perturb import perturb
 from morphnas.morphism.serialize import save_network
-from morphnas.search.fsutil import atomic_dir, check_output
+from morphnas.search.cli._common import MAX_CLASSES, add_force, int_arg, load_net, positive_int
+from morphnas.search.cli.registry import register_command
+from morphnas.search.state.fsutil import atomic_dir, check_output
 from morphnas.spaces.counting import count
 
-from ._common import MAX_CLASSES, add_force, int_arg, load_net, positive_int
-from .registry import register_command
 
 @register_command("new", position=20)
 def add_parser(sub) -> None:

@@ -11,7 +11,10 @@ import argparse
 import shutil
 from pathlib import Path
 
-from .registry import CLIError, register_command
+from morphnas.morphism.errors import MorphnasError
+from morphnas.search.cli.registry import CLIError, register_command
+from morphnas.search.state.fsutil import is_run_dir
+from morphnas.search.state.runstate import RunLock, RunState
 
 
 @register_command("remove", position=65)
@@ -26,20 +29,16 @@ def add_parser(sub) -> None:
 
 def finished_members(root: Path) -> list[str] | None:
     """Ids of the finished members according to the run state (``None``: the state is unreadable)."""
-    from morphnas.morphism.errors import MorphnasError
-    from morphnas.search.runstate import RunState
     if not RunState.exists(root):
         return sorted(p.name for p in (root / "members").iterdir()) if (root / "members").is_dir() else []
     try:
         state = RunState.load(root)
     except MorphnasError:
         return None
-    return [r.get("member_id", "?") for r in state.results if isinstance(r, dict) and r.get("state") == "COMPLETE"]
+    return [r.member_id for r in state.results if r.state == "COMPLETE"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from morphnas.search.fsutil import is_run_dir
-    from morphnas.search.runstate import RunLock
 
     p = Path(args.run_dir).expanduser()
     if not p.exists() and not p.is_absolute() and (Path("runs") / p).exists():

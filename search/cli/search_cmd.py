@@ -1,13 +1,14 @@
 """``morphnas search CONFIG [--set KEY=VALUE ...] [--verbose]``: start a new run in ``runs/<name>/``.
 
-Everything that can be checked before the run exists is (:mod:`morphnas.search.preflight`), so a bad
+Everything that can be checked before the run exists is (:mod:`morphnas.search.run.preflight`), so a bad
 config leaves nothing on disk; ``--verbose`` keeps Ray's and Optuna's own log lines.
 """
 from __future__ import annotations
 
 import argparse
 
-from .registry import register_command
+from morphnas.search.cli.registry import register_command
+from morphnas.search.config import load_config
 
 
 @register_command("search", position=50)
@@ -23,9 +24,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from morphnas.search.config import load_config
-    from morphnas.search.loop import Driver
-    from morphnas.search.preflight import preflight
+    from morphnas.search.run.driver import Driver  # lazy: Ray and Optuna, only when a search runs
+    from morphnas.search.run.preflight import preflight  # lazy: see Driver
     cfg = load_config(args.config, args.overrides)
     preflight(cfg)
     return Driver(cfg, verbose=args.verbose).run(resume=False)

@@ -8,13 +8,11 @@ preservation. ``--json`` is strict JSON: a NaN error is ``null`` with ``"nan": t
 from __future__ import annotations
 
 import json
-
 import math
 
 from morphnas.morphism.verify import output_diff
-
-from .registry import register_command
-from ._common import MAX_BATCH, dtype_arg, int_arg, json_safe, load_net, positive_float, positive_int
+from morphnas.search.cli._common import MAX_BATCH, dtype_arg, int_arg, json_safe, load_net, positive_float, positive_int
+from morphnas.search.cli.registry import register_command
 
 
 @register_command("verify", position=40)

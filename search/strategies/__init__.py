@@ -14,16 +14,27 @@ import pkgutil
 from pathlib import Path
 from typing import Any
 
-from .base import REGISTRY, Mutator, Strategy, StrategyError, parse_params, register_strategy, strategy_class
+from morphnas.search.strategies.base import (
+    REGISTRY,
+    Mutator,
+    Strategy,
+    StrategyError,
+    parse_params,
+    register_strategy,
+    strategy_class,
+)
+
+FRAMEWORK = ("base", "mutator")   # modules of this package that are no strategy
 
 
 def discover(package: str = __name__, path: list[str] | None = None) -> tuple[str, ...]:
     """Import every public module of ``package``; each must register at least one strategy.
 
-    Returns the registered names in module order. ``base`` (the interface) registers nothing by design.
+    Returns the registered names in module order. The framework modules (:data:`FRAMEWORK`: the
+    interface and the action-space adapter) register nothing by design.
     """
     for info in sorted(pkgutil.iter_modules(path if path is not None else __path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name == "base":
+        if info.name.startswith("_") or info.name in FRAMEWORK:
             continue
         mod = importlib.import_module(f"{package}.{info.name}")
         if not any(cls.__module__ == mod.__name__ for cls in REGISTRY.values()):

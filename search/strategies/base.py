@@ -1,6 +1,6 @@
 """The strategy interface: ``propose`` a child, ``observe`` a finished trial, save/restore state.
 
-Who calls what, and when (the driver, ``search/loop.py``, is the only caller):
+Who calls what, and when (the driver, ``search/run/driver.py``, is the only caller):
 
 * ``propose(population)`` whenever a trial slot is free. Returns a :class:`Proposal` (parent id +
   actions), or ``None`` when the strategy must wait for results in flight (e.g. hill climbing
@@ -30,11 +30,10 @@ import numpy as np
 
 from morphnas.morphism.errors import did_you_mean
 from morphnas.morphism.schema import build
+from morphnas.search.errors import StrategyError
+from morphnas.search.state.population import Population
+from morphnas.search.state.records import Proposal, TrialResult
 from morphnas.spaces.actions import Action
-
-from ..errors import StrategyError
-from ..population import Population
-from ..records import Proposal, TrialResult
 
 __all__ = ["Mutator", "Strategy", "StrategyError", "REGISTRY", "register_strategy", "strategy_class",
            "parse_params"]

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from morphnas.morphism.schema import rule
-
-from ..population import Population
-from ..records import Proposal, TrialResult
-from .base import Strategy, register_strategy
+from morphnas.search.state.population import Population
+from morphnas.search.state.records import Proposal, TrialResult
+from morphnas.search.strategies.base import Strategy, register_strategy
 
 
 @register_strategy

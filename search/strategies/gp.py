@@ -35,12 +35,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from morphnas.morphism.schema import rule
+from morphnas.search.state.population import Member, Population
+from morphnas.search.state.records import Proposal, TrialResult
+from morphnas.search.strategies.base import Strategy, register_strategy
 from morphnas.spaces.actions import Action
 from morphnas.spaces.distance import Architecture, DistanceCache, Token, describe
-
-from ..population import Member, Population
-from ..records import Proposal, TrialResult
-from .base import Strategy, register_strategy
 
 LENGTH_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)    # times the median embedded distance
 NOISES = (1e-6, 1e-4, 1e-2, 1e-1)              # on standardised accuracies (prior variance 1)

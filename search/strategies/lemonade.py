@@ -1,7 +1,7 @@
 """LEMONADE-style multi-objective search (Elsken, Metzen, Hutter, ICLR 2019): accuracy against costs.
 
 Objectives: validation accuracy (maximised) and every cost in ``cost`` (minimised): ``params``,
-``flops`` and ``latency_ms`` (measured by each trial on its worker, search/latency.py). The Optuna
+``flops`` and ``latency_ms`` (measured by each trial on its worker, search/trial/latency.py). The Optuna
 study gets all of them, so optuna-dashboard draws the front. Each round:
 
 1. the parents are the current Pareto front of the population over all objectives;
@@ -31,10 +31,9 @@ from typing import Any, Literal
 import numpy as np
 
 from morphnas.morphism.schema import SchemaError, rule
-
-from ..population import Member, Population
-from ..records import Proposal, TrialResult
-from .base import Strategy, register_strategy
+from morphnas.search.state.population import Member, Population
+from morphnas.search.state.records import Proposal, TrialResult
+from morphnas.search.strategies.base import Strategy, register_strategy
 
 Cost = Literal["params", "flops", "latency_ms"]
 CHEAP = ("params", "flops")        # costs a proposal's counts give before training

@@ -2,8 +2,8 @@
 and configs that use it go on working. It is the same algorithm with the same knobs."""
 from __future__ import annotations
 
-from .base import register_strategy
-from .lemonade import Lemonade, inverse_density_choice, kde_density
+from morphnas.search.strategies.base import register_strategy
+from morphnas.search.strategies.lemonade import Lemonade, inverse_density_choice, kde_density
 
 __all__ = ["Pareto", "inverse_density_choice", "kde_density"]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..population import Population
-from ..records import Proposal, TrialResult
-from .base import Strategy, register_strategy
+from morphnas.search.state.population import Population
+from morphnas.search.state.records import Proposal, TrialResult
+from morphnas.search.strategies.base import Strategy, register_strategy
 
 
 @register_strategy

@@ -20,11 +20,10 @@ import optuna
 from optuna.distributions import distribution_to_json, json_to_distribution
 
 from morphnas.morphism.schema import rule
-
-from ..domains import to_distribution
-from ..population import Population
-from ..records import Proposal, TrialResult
-from .base import Strategy, register_strategy
+from morphnas.search.state.population import Population
+from morphnas.search.state.records import Proposal, TrialResult
+from morphnas.search.strategies.base import Strategy, register_strategy
+from morphnas.search.study.domains import to_distribution
 
 
 @register_strategy

@@ -1,0 +1,1 @@
+"""Datasets: one registered loader per file in ``datasets/``, split and normalised by :mod:`.core`."""

@@ -1,0 +1,1 @@
+"""The built-in datasets, one module each; every public module registers its datasets (see ``..registry``)."""

@@ -1,0 +1,196 @@
+"""Export a member as a standalone PyTorch model: spec + weights + a loader that needs only torch.
+
+An export directory holds
+
+* ``model.json``     — the architecture (format ``morphnas-export`` v1: blobs in topological order
+  with their incoming layers, each layer's kind and fields) plus the member's facts;
+* ``weights.pt``     — a plain state dict keyed ``<layer name>.<tensor>`` (``weights_only`` safe);
+* ``load_model.py``  — :mod:`.standalone_loader`, copied: builds the ``nn.Module`` from the two files;
+* ``morphnas_runtime.py`` — :mod:`morphnas.morphism.runtime` followed by every layer kind's runtime
+  module, copied from its kind file (:func:`morphnas.morphism.kinds.runtime_source`): the torch-only
+  layer modules the loader builds (the same code morphnas computes with);
+* ``check_input.pt`` / ``check_output.pt`` — a seeded input batch and the member's output on it,
+  computed by morphnas' own compiled network, so ``python load_model.py DIR --check`` proves the
+  export reproduces the member anywhere;
+* optionally ``model.torchscript.pt`` (``torch.jit.trace``) and ``model.pt2`` (``torch.export``).
+
+The export format is separate from morphnas' save format on purpose: the loader must stay small
+and frozen while the engine's format may grow.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from morphnas.morphism import runtime
+from morphnas.morphism.compile import compile_network
+from morphnas.morphism.errors import MorphnasError, PreservationError
+from morphnas.morphism.graph import Network
+from morphnas.morphism.kinds import runtime_source
+from morphnas.morphism.layer_json import spec_to_json
+from morphnas.morphism.serialize import load_network
+from morphnas.search.config import DataConfig, load_config
+from morphnas.search.data.core import load_data
+from morphnas.search.state.rundir import RunDir
+from morphnas.search.study.leaderboard import Leaderboard, LeaderboardError
+
+FORMAT, VERSION = runtime.EXPORT_FORMAT, runtime.EXPORT_VERSION
+LOADER = Path(__file__).with_name("standalone_loader.py")
+
+
+class ExportError(MorphnasError):
+    """The export cannot be made (bad target, unfinished trial, model that does not reproduce)."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    directory: Path
+    max_abs_err: float          # standalone loader vs. the member (compiled by morphnas)
+    rel_err: float
+    files: tuple[str, ...]
+    checks: dict[str, float] = field(default_factory=dict)   # relative error per extra format
+
+    def to_json(self) -> dict[str, Any]:
+        return {"directory": str(self.directory), "max_abs_err": self.max_abs_err, "rel_err": self.rel_err,
+                "files": list(self.files), "checks": dict(self.checks)}
+
+
+def export_spec(net: Network, info: dict[str, Any] | None = None,
+                preprocess: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``model.json`` content for ``net``: blobs in topological order, each with its in-layers in
+    the order morphnas sums them (by name), so the loader's sums round the same way."""
+    blobs = [{"name": b, "in": [e.name for e in net.in_edges(b)], **({"join": net.join(b)} if net.join(b) != "sum" else {})}
+             for b in net.blobs() if b != net.input_blob]
+    edges = [{"name": e.name, "src": e.src, "dst": e.dst, "layer": spec_to_json(e.layer)} for e in net.edges()]
+    return {"format": FORMAT, "version": VERSION, "input_shape": list(net.input_shape),
+            "input": net.input_blob, "output": net.output_blob, "dtype": str(net.dtype).removeprefix("torch."),
+            "blobs": blobs, "edges": edges, "member": info or {}, "preprocess": preprocess or {}}
+
+
+def _import_loader(path: Path):
+    spec = importlib.util.spec_from_file_location("morphnas_export_loader", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _rel(y: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    err = (y - ref).abs().max().item()
+    return err, err / max(ref.abs().max().item(), 1e-30)
+
+
+def export_network(net: Network, out_dir: str | Path, *, info: dict[str, Any] | None = None,
+                   torchscript: bool = False, torch_export: bool = False, batch: int = 2, seed: int = 0,
+                   tol: float = 1e-5, preprocess: dict[str, Any] | None = None) -> ExportResult:
+    """Write ``net`` to ``out_dir`` (created; our files are overwritten) and check the export.
+
+    The check reloads the written files through the copied loader and compares its output on a
+    seeded batch with morphnas' compiled network; a relative error above ``tol`` raises
+    :class:`~morphnas.morphism.errors.PreservationError` (the files stay for inspection).
+    ``preprocess`` (:attr:`~.data.Data.preprocess`) is what turns raw images into the network's
+    input; recorded in ``model.json`` and ``export.json``, applied by the loader's ``predict``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"export target {str(out)!r} is a file; pass a directory with -o")
+    out.mkdir(parents=True, exist_ok=True)
+    spec = export_spec(net, info, preprocess)
+    (out / "model.json").write_text(json.dumps(spec, indent=1, default=str))
+    torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, out / "weights.pt")
+    shutil.copyfile(LOADER, out / "load_model.py")
+    (out / "morphnas_runtime.py").write_text(runtime_source())   # the loader's layer modules (torch only)
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((batch, *net.input_shape), generator=gen, dtype=torch.float64).to(net.dtype)
+    reference = compile_network(net).eval()
+    with torch.no_grad():
+        expected = reference(x)
+    torch.save(x, out / "check_input.pt")
+    torch.save(expected, out / "check_output.pt")
+
+    model = _import_loader(out / "load_model.py").load(out)
+    with torch.no_grad():
+        err, rel = _rel(model(x), expected)
+    if not rel <= tol:
+        raise PreservationError(f"the exported model differs from the member: rel_err={rel:.3e} > tol={tol:g} "
+                                f"(files left in {out})")
+    files = ["model.json", "weights.pt", "load_model.py", "morphnas_runtime.py", "check_input.pt", "check_output.pt"]
+    checks: dict[str, float] = {}
+    for name, wanted in (("model.torchscript.pt", torchscript), ("model.pt2", torch_export)):
+        if not wanted and (out / name).is_file():
+            (out / name).unlink()  # a stale file from an earlier export of another member would mislead
+    if torchscript:
+        with warnings.catch_warnings():  # torch.jit is deprecated upstream but still the most portable format
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model, (x,), check_trace=False)
+            traced.save(str(out / "model.torchscript.pt"))
+            reloaded = torch.jit.load(str(out / "model.torchscript.pt"))
+        checks["torchscript"] = _checked(reloaded, x, expected, tol, "TorchScript")
+        files.append("model.torchscript.pt")
+    if torch_export:
+        ep = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+        torch.export.save(ep, out / "model.pt2")
+        checks["torch_export"] = _checked(torch.export.load(out / "model.pt2").module(), x, expected, tol,
+                                          "torch.export")
+        files.append("model.pt2")
+    manifest = {"format": FORMAT, "version": VERSION, "torch": torch.__version__, "files": files,
+                "check": {"batch": batch, "seed": seed, "max_abs_err": err, "rel_err": rel, **checks},
+                "member": info or {}, "preprocess": preprocess or {},
+                "params_convention": "learnable tensors + BN running statistics (as the leaderboard)"}
+    (out / "export.json").write_text(json.dumps(manifest, indent=1, default=str))
+    files.append("export.json")
+    return ExportResult(out, err, rel, tuple(files), checks)
+
+
+def _checked(module, x, expected, tol: float, what: str) -> float:
+    with torch.no_grad():
+        _, rel = _rel(module(x), expected)
+    if not rel <= tol:
+        raise PreservationError(f"the {what} export differs from the member: rel_err={rel:.3e} > tol={tol:g}")
+    return rel
+
+
+def export_run(run: RunDir, out_dir: str | Path, trial: int | None = None, **kwargs: Any) -> tuple[ExportResult, Any]:
+    """Export trial ``trial`` of the run (default: the best finished one). Returns the result and the row."""
+
+    lb = Leaderboard.open(run)
+    rows = lb.rows()
+    if trial is None:
+        row = lb.best_row()
+    else:
+        row = next((r for r in rows if r.trial == trial), None)
+        if row is None:
+            raise LeaderboardError(f"trial {trial} does not exist; the study has trials "
+                                   f"{min(r.trial for r in rows)}..{max(r.trial for r in rows)}" if rows else
+                                   f"trial {trial} does not exist; the study has no trials")
+        if row.state != "COMPLETE":
+            raise ExportError(f"trial {trial} (member {row.member_id}) is {row.state}"
+                              f"{': ' + row.fail_reason if row.fail_reason else ''}; export a finished trial "
+                              f"(see `morphnas leaderboard {run.root}`)")
+    path = lb.member_dir(row)
+    net = load_network(path)
+    info = {"run": run.name, "trial": row.trial, "member_id": row.member_id, "parent_id": row.parent_id,
+            "values": list(row.values or ()), "objectives": lb.study.metric_names, "val_acc": row.val_acc,
+            "params": row.params, "params_mb": row.params_mb, "flops": row.flops, "ops": row.ops}
+    kwargs.setdefault("preprocess", run_preprocess(run))
+    return export_network(net, out_dir, info=info, **kwargs), row
+
+
+def run_preprocess(run: RunDir) -> dict[str, Any]:
+    """The preprocessing of the run's data (its config's ``data`` section and ``random_seed``)."""
+
+    try:
+        cfg = load_config(run.config_path)
+        return load_data(DataConfig(**dataclasses.asdict(cfg.data)), seed=cfg.random_seed).preprocess
+    except Exception as e:  # noqa: BLE001 - the network still exports; say what predict() will lack
+        warnings.warn(f"export: the run's data cannot be loaded ({type(e).__name__}: {e}); the export records "
+                      f"no preprocessing, so load_model.predict() needs it restored", stacklevel=2)
+        return {}

@@ -1,0 +1,1 @@
+"""The Optuna study as the leaderboard: recording members, rows, storages, artifacts, plots, dashboard."""

@@ -1,0 +1,200 @@
+"""Training and evaluation of a :class:`Network` (SGD with momentum; cosine, constant or SGDR LR).
+
+Used for the seed (member 0), every child's brief low-LR fine-tuning and the final stage. The
+network is compiled once, trained, and its tensors synced back into a copy of the IR, so the
+result can be saved and morphed again. A loss that becomes NaN/inf raises :class:`Diverged`
+(the trial is then recorded as failed). Randomness (shuffling, augmentation) comes from ``seed``.
+"""
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from morphnas.morphism.compile import compile_network, sync_from_module
+from morphnas.morphism.errors import MorphnasError, did_you_mean
+from morphnas.morphism.graph import Network
+from morphnas.morphism.optstate import ParamState, load_optimizer_state_by_name, optimizer_state_by_name
+from morphnas.search.config import Schedule
+from morphnas.search.data.core import Data, Split, batches
+from morphnas.search.trial.distill import Teacher
+from morphnas.spaces.counting import count
+
+
+class Diverged(MorphnasError):
+    """The training loss became NaN or infinite."""
+
+
+class TrainError(MorphnasError):
+    """A training specification that cannot run (unknown schedule, non-positive restart period)."""
+
+
+SCHEDULES: tuple[str, ...] = typing.get_args(Schedule)   # the config's own list
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"        # cosine (per step, to 0) | constant | sgdr (cosine with warm restarts)
+    batch_size: int = 64
+    restart_epochs: int | None = None   # sgdr: first cycle length in epochs (None: one cycle = all epochs)
+    restart_mult: int = 1               # sgdr: each cycle is this many times longer than the one before
+    # Where this run sits in a longer schedule (a growing lineage: each child continues its parent's
+    # schedule): the LR of local epoch e is the schedule's at epoch ``epoch_offset + e``, and a cosine
+    # runs over ``total_epochs`` (None: over this run's epochs).
+    epoch_offset: int = 0
+    total_epochs: int | None = None
+    max_steps: int | None = None        # stop after this many SGD steps (a scoring rung of part of an epoch)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise TrainError(f"train schedule {self.schedule!r} is unknown{did_you_mean(self.schedule, SCHEDULES)}")
+        if self.restart_epochs is not None and self.restart_epochs < 1:
+            raise TrainError(f"train restart_epochs must be >= 1, got {self.restart_epochs}; "
+                             "use 1 to restart the cosine every epoch")
+        if self.restart_mult < 1:
+            raise TrainError(f"train restart_mult must be >= 1, got {self.restart_mult}; use 1 for equal cycles")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise TrainError(f"train max_steps must be >= 1, got {self.max_steps}")
+        if self.epoch_offset < 0:
+            raise TrainError(f"train epoch_offset must be >= 0, got {self.epoch_offset}")
+        if self.total_epochs is not None and self.total_epochs < self.epoch_offset + self.epochs:
+            raise TrainError(f"train total_epochs {self.total_epochs} is shorter than epoch_offset + epochs "
+                             f"({self.epoch_offset} + {self.epochs})")
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int            # 1-based
+    train_loss: float
+    val_acc: float
+    lr: float
+    steps: int            # optimisation steps so far (the compute unit of the benchmarks)
+    train_flops: int = 0  # training multiply-adds so far (see :func:`training_flops`)
+
+
+# A backward pass costs about twice its forward pass (the gradients of the inputs and of the weights
+# are each one more pass of multiply-adds), so a training example costs 3x the forward MACs.
+BACKWARD_FACTOR = 2
+
+
+def training_flops(net: Network, examples: int, teacher: Network | None = None) -> int:
+    """Multiply-adds of training ``net`` on ``examples`` examples: forward + backward (3x the forward
+    MACs the IR counts), plus the teacher's forward pass when one distils. A bigger network costs
+    more per step, which counting steps alone would hide."""
+    per_example = (1 + BACKWARD_FACTOR) * count(net).flops + (count(teacher).flops if teacher is not None else 0)
+    return int(per_example) * int(examples)
+
+
+def make_optimizer(module: torch.nn.Module, spec: TrainSpec) -> torch.optim.SGD:
+    """SGD with momentum; BN affine, biases and activation slopes are not decayed (decay would pull
+    PReLU/PAct towards ReLU)."""
+    params_decay = [p for n, p in module.named_parameters() if p.ndim > 1]
+    params_other = [p for n, p in module.named_parameters() if p.ndim <= 1]
+    return torch.optim.SGD([{"params": params_decay, "weight_decay": spec.weight_decay},
+                            {"params": params_other, "weight_decay": 0.0}], lr=spec.lr, momentum=spec.momentum)
+
+
+def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
+          on_epoch: Callable[[EpochReport, Network], None] | None = None,
+          device: str | torch.device = "cpu", amp: bool = False,
+          teacher: Teacher | None = None, optimizer_state: ParamState | None = None,
+          on_optimizer_state: Callable[[ParamState], None] | None = None) -> tuple[Network, list[EpochReport]]:
+    """Train a copy of ``net``; ``on_epoch(report, net_so_far)`` is called after every epoch. With a
+    ``teacher`` (:mod:`.distill`: the parent, T and w) the loss mixes labels and the parent's soft outputs.
+    ``optimizer_state`` (by parameter name, :mod:`morphnas.morphism.optstate`) starts SGD with those
+    momentum buffers instead of none; ``on_optimizer_state(state)`` gets the state after every epoch,
+    before ``on_epoch``, so a lineage can continue from it."""
+    device = torch.device(device)
+    if teacher is not None:
+        teacher.to(device)
+    module = compile_network(net).to(device)
+    opt = make_optimizer(module, spec)
+    if optimizer_state is not None:
+        load_optimizer_state_by_name(opt, module, optimizer_state)
+    steps_per_epoch = math.ceil(len(data.train) / spec.batch_size)
+    offset = spec.epoch_offset * steps_per_epoch
+    total = max(1, (spec.total_epochs if spec.total_epochs is not None else spec.epochs) * steps_per_epoch)
+    flops_per_example = training_flops(net, 1, teacher.network if teacher is not None else None)
+    gen = torch.Generator().manual_seed(seed)
+    use_amp = amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    reports: list[EpochReport] = []
+    step = examples = 0
+    for epoch in range(1, spec.epochs + 1):
+        module.train()
+        loss_sum, n_seen = 0.0, 0
+        for x, y in batches(data.train, spec.batch_size, shuffle=True, augment=data.augment, gen=gen):
+            if spec.max_steps is not None and step >= spec.max_steps:
+                break
+            lr = _lr(spec, offset + step, total, steps_per_epoch)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, y = x.to(device), y.to(device)
+            with torch.autocast(device.type, enabled=use_amp):
+                loss = F.cross_entropy(module(x), y) if teacher is None else teacher.loss(module(x), x, y)
+            if not torch.isfinite(loss):
+                raise Diverged(f"training loss became {loss.item()} at epoch {epoch}, step {step + 1} "
+                               f"(lr {lr:.3g}); lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            step += 1
+            loss_sum += loss.item() * len(y)
+            n_seen += len(y)
+        acc = accuracy_module(module, data.val, spec.batch_size, device)
+        examples += n_seen
+        rep = EpochReport(epoch, loss_sum / max(1, n_seen), acc, _lr(spec, offset + step - 1, total, steps_per_epoch),
+                          step, flops_per_example * examples)
+        reports.append(rep)
+        if on_optimizer_state is not None:
+            on_optimizer_state(optimizer_state_by_name(opt, module))
+        if on_epoch is not None:
+            on_epoch(rep, sync_from_module(net, module.cpu()))
+            module.to(device)
+    return sync_from_module(net, module.cpu()), reports
+
+
+def _lr(spec: TrainSpec, step: int, total: int, steps_per_epoch: int = 1) -> float:
+    """The learning rate of optimisation step ``step`` (0-based) out of ``total``.
+
+    ``sgdr`` (Loshchilov & Hutter; NASH trains every network with it) anneals per step from
+    ``lr`` towards 0 over a cycle of ``restart_epochs`` epochs, then jumps back to ``lr``; each
+    cycle is ``restart_mult`` times longer than the previous one. A last cycle cut short by the end
+    of training stays unfinished, as in SGDR. Without ``restart_epochs`` it is one cosine cycle.
+    """
+    if spec.schedule == "constant":
+        return spec.lr
+    if spec.schedule == "sgdr" and spec.restart_epochs is not None:
+        start, length = 0, spec.restart_epochs * steps_per_epoch
+        while step >= start + length:
+            start, length = start + length, length * spec.restart_mult
+        return 0.5 * spec.lr * (1.0 + math.cos(math.pi * (step - start) / length))
+    return 0.5 * spec.lr * (1.0 + math.cos(math.pi * step / total))
+
+
+@torch.no_grad()
+def accuracy_module(module: torch.nn.Module, split: Split, batch_size: int = 256,
+                    device: str | torch.device = "cpu") -> float:
+    module.eval()
+    correct = 0
+    for x, y in batches(split, batch_size):
+        correct += (module(x.to(device)).argmax(1).cpu() == y).sum().item()
+    return correct / max(1, len(split))
+
+
+def evaluate(net: Network, split: Split, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``net`` on ``split`` in eval mode."""
+    return accuracy_module(compile_network(net), split, batch_size)

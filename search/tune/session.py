@@ -1,0 +1,262 @@
+"""One Tune session of a run: Ray start-up, the Tuner (with ASHA if asked), signal handling, shutdown.
+
+The driver (:mod:`morphnas.search.run.driver`) decides everything about trials; this module only runs Tune around it.
+``TuneSession(cfg, run_dir)`` is a context manager: entering starts (or joins) Ray and works out the
+session's resources (GPUs per trial, trials at a time), leaving shuts down a Ray it started.
+:meth:`TuneSession.fit` runs the Tuner until the driver says ``FINISHED``; Ctrl-C / SIGTERM are
+handed to :meth:`SessionDriver.interrupt` (the driver stops the trials and keeps them pending).
+
+Start-up fails within seconds, in one line, when the cluster cannot run a trial at all (more CPUs
+or GPUs per trial than any node has: Tune would wait forever) or when ``ray.address`` answers
+nothing. A local Ray this module starts is recorded in ``run_dir/ray_session.json``; if the driver
+was killed (kill -9) its Ray processes outlive it, so the next session of the same run ends the
+processes of exactly that recorded session (never another Ray session) before starting its own.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Callable, Protocol
+
+from morphnas.morphism.errors import MorphnasError
+from morphnas.search.config import Config
+from morphnas.search.state.rundir import RunDir
+from morphnas.search.trial.worker import METRIC
+from morphnas.search.tune import adapters
+from morphnas.search.tune.trainable import trainable_with_resources
+
+SESSION_FILE = "ray_session.json"
+CONNECT_TIMEOUT = 5.0      # seconds to wait for ray.address to answer
+# Ray loggers whose messages alarm more than they inform; shown with --verbose.
+_NOISY = ("ray._private.authentication.authentication_token_setup", "ray.tune.analysis.experiment_analysis")
+
+
+class ClusterError(MorphnasError):
+    """The Ray cluster cannot run this search's trials (resources, address)."""
+
+
+class SessionDriver(adapters.TuneDriver, Protocol):
+    """What a session needs of the driver besides the Tune callbacks."""
+
+    def interrupt(self, signal_name: str) -> None: ...
+
+
+class TuneSession:
+    def __init__(self, cfg: Config, run_dir: RunDir, verbose: bool = False):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.verbose = verbose
+        self._started_ray = False
+        self.gpus = 0.0          # per trial, decided once Ray is up
+        self.concurrent = 1      # trials at a time
+
+    # ------------------------------------------------------------------------- Ray
+    def __enter__(self) -> "TuneSession":
+        import ray  # lazy: Ray reads the environment set below when it starts
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"     # ours stops trials and keeps them pending
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # Holds report nothing (they are no members; schedulers and searchers must not see them). Our
+        # children always report the metric, so Tune's check for it only stands in the holds' way.
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+        if not self.verbose:
+            for name in _NOISY:
+                logging.getLogger(name).setLevel(logging.ERROR)
+        if not ray.is_initialized():
+            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+            if self.cfg.ray.address:
+                check_reachable(self.cfg.ray.address)
+                ray.init(address=self.cfg.ray.address, **kw)
+            else:
+                end_dead_session(self.run_dir.root)
+                ray.init(address="local", num_cpus=self.cfg.ray.num_cpus, **kw)
+                record_session(self.run_dir.root)
+            self._started_ray = True
+        try:
+            resources = ray.cluster_resources()
+            self.gpus = gpus_per_trial(self.cfg.resources.gpus_per_trial, resources)
+            check_fits(self.cfg.resources.cpus_per_trial, self.gpus, _node_resources(ray), resources)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        cpus = float(resources.get("CPU", 1))
+        self.concurrent = self.cfg.resources.max_concurrent or max(1, int(cpus // self.cfg.resources.cpus_per_trial))
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._started_ray:
+            import ray  # lazy: see __enter__
+            ray.shutdown()
+            self._started_ray = False
+            if not self.cfg.ray.address:
+                (self.run_dir.root / SESSION_FILE).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------- Tune
+    def fit(self, driver: SessionDriver, num_samples: int, name: str) -> None:
+        """Run Tune until the driver has nothing more to suggest (or is interrupted)."""
+        from ray import tune  # lazy: see __enter__
+        scheduler = None
+        if self.cfg.ray.asha:
+            from ray.tune.schedulers import ASHAScheduler  # lazy: only runs with ray.asha
+            scheduler = ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode="max",
+                                      max_t=max(1, self.cfg.finetune.epochs, self.cfg.seed.epochs),
+                                      grace_period=self.cfg.ray.grace_period,
+                                      reduction_factor=self.cfg.ray.reduction_factor)
+        tuner = tune.Tuner(
+            trainable_with_resources(self.cfg.resources.cpus_per_trial, self.gpus),
+            tune_config=tune.TuneConfig(search_alg=adapters.MorphSearcher(driver), scheduler=scheduler,
+                                        num_samples=max(1, num_samples), max_concurrent_trials=self.concurrent,
+                                        reuse_actors=True, trial_dirname_creator=adapters.trial_dirname,
+                                        trial_name_creator=adapters.trial_dirname),
+            run_config=tune.RunConfig(name=name, storage_path=str(self.run_dir.ray),
+                                      stop=adapters.InterruptStopper(driver), callbacks=[adapters.ErrorCallback(driver), adapters.quiet_progress()],
+                                      verbose=0,
+                                      # run_trial turns every exception into a FAIL report, so only a dying
+                                      # worker or node reaches Tune as an error: a retry re-runs that job.
+                                      failure_config=tune.FailureConfig(max_failures=self.cfg.ray.max_failures)),
+        )
+        handler = _signal_handler(driver)
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in old:
+            signal.signal(s, handler)
+        try:
+            tuner.fit()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _signal_handler(driver: SessionDriver) -> Callable[[int, FrameType | None], None]:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        driver.interrupt(signal.Signals(signum).name)
+    return on_signal
+
+
+def gpus_per_trial(configured: float | None, resources: dict[str, Any]) -> float:
+    """``resources.gpus_per_trial``, or (None) one GPU per trial when the cluster has any."""
+    if configured is not None:
+        return float(configured)
+    return 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+
+
+# ------------------------------------------------------------------------------- checks
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Fail at once if ``ray.address`` answers nothing (ray.init would wait for a long time)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return      # let Ray parse (and reject) what it understands
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ClusterError(f"ray.address {address!r}: nothing answers there ({e.strerror or e}); start the cluster "
+                           f"('ray start --head') or fix ray.address (leave it empty for a local Ray)") from None
+
+
+def _node_resources(ray: Any) -> list[dict[str, float]]:
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive", True)]
+
+
+def check_fits(cpus: float, gpus: float, nodes: list[dict[str, float]], total: dict[str, Any]) -> None:
+    """A trial runs on one node: if no node has the CPUs and GPUs it asks for, Tune would wait forever."""
+    if any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+        return
+    have = f"{float(total.get('CPU', 0)):g} CPU(s) and {float(total.get('GPU', 0)):g} GPU(s)"
+    biggest_cpu = max((n.get("CPU", 0) for n in nodes), default=0)
+    biggest_gpu = max((n.get("GPU", 0) for n in nodes), default=0)
+    if not any(n.get("CPU", 0) >= cpus for n in nodes):
+        fix = f"resources.cpus_per_trial={cpus:g} > {biggest_cpu:g}, the most any node has; lower it"
+    else:
+        fix = f"resources.gpus_per_trial={gpus:g} > {biggest_gpu:g}, the most any node has; lower it"
+    raise ClusterError(f"the Ray cluster has {have} ({len(nodes)} node(s)): {fix} "
+                       f"(e.g. morphnas resume RUN --set ...) or add nodes")
+
+
+# ------------------------------------------------------------------------------- a killed driver's Ray
+def record_session(root: Path) -> None:
+    """Remember the local Ray session this driver started (its temp dir is unique to it)."""
+    try:
+        import ray  # lazy: see TuneSession.__enter__
+        node: Any = ray._private.worker._global_node
+        session_dir = node.get_session_dir_path()
+    except Exception:  # no local node to record: nothing to end later
+        return
+    tmp = root / f"{SESSION_FILE}.tmp"
+    tmp.write_text(json.dumps({"session_dir": str(session_dir), "driver_pid": os.getpid(), "started": time.time()}))
+    os.replace(tmp, root / SESSION_FILE)
+
+
+def session_pids(session_dir: str) -> list[int]:
+    """Processes of one Ray session: its session dir is on their command line or among their open files."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if session_dir in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                out.append(int(entry.name))
+                continue
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd).startswith(session_dir + "/"):
+                    out.append(int(entry.name))
+                    break
+        except OSError:   # gone, or not ours to inspect
+            continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def end_dead_session(root: Path, wait: float = 5.0) -> list[int]:
+    """End the processes of the run's recorded Ray session, left behind by a driver that died.
+
+    Called under the run's lock (:class:`~.runstate.RunLock`), so the driver that recorded the
+    session no longer runs. Returns the pids that were signalled: only processes of that one session
+    (matched by its unique session dir), never another Ray session.
+    """
+    path = root / SESSION_FILE
+    try:
+        rec = json.loads(path.read_text())
+        session_dir = str(rec["session_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if not session_dir.rstrip("/").split("/")[-1].startswith("session_"):
+        return []     # not a Ray session dir: never signal on a malformed record
+    pids = session_pids(session_dir)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(_alive(p) and not _zombie(p) for p in pids):
+            time.sleep(0.1)
+        if not any(_alive(p) and not _zombie(p) for p in pids):
+            break
+    path.unlink(missing_ok=True)
+    return pids
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True

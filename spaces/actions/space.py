@@ -1,0 +1,66 @@
+"""The action space: which morphs a search may make, where, and at what cost.
+
+An :class:`ActionSpace` is the ``actions:`` part of a search config::
+
+    actions:
+      ops:                                  # enabled ops; per op: parameter domains
+        morph_block: {k1: [1, 3], k2: [1, 3], branches: [1, 2]}
+        deepen: {k1: [1, 3], k2: 3, weight: 2}   # a scalar is fixed; weight = sampling weight
+        widen: {factor: [1.5, 2.0], where: {stages: [2, 3]}}
+        split_identity: {}
+      where: any                            # or {stages: [..], blocks: [patterns], sites: [..], exclude: [..]}
+      actions_per_child: [1, 2]             # an int or [min, max]
+      constraints: {max_params: 1.0e6, max_params_mb: 4, max_flops: 6.0e7, max_depth: 60}
+      max_tries: 50
+
+A parameter domain is a scalar (fixed), a list (choices) or ``{low, high}`` (an int or float
+range). ``ops`` may also be a plain list of op names (every parameter at its default).
+
+This class is the one entry point; the work is done by single-purpose modules: parsing
+(:mod:`.action_parse`), costs and sites (:mod:`.action_core`), random sampling
+(:mod:`.action_sampling`) and the fixed-domain parameters of samplers such as Optuna's
+(:mod:`.action_domains`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from morphnas.morphism.graph import Network
+from morphnas.morphism.ops import OpRegistry, default_registry
+from morphnas.spaces.actions import domains as action_domains
+from morphnas.spaces.actions import sampling as action_sampling
+from morphnas.spaces.actions.core import SpaceCore
+from morphnas.spaces.actions.parse import parse_actions, resolved_config
+from morphnas.spaces.actions.types import Action, Domain, Sample
+
+
+class ActionSpace(SpaceCore):
+    """Enabled ops + domains + constraints; samples valid actions for a network from an explicit rng."""
+
+    @classmethod
+    def from_dict(cls, d: Any, registry: OpRegistry | None = None, path: str = "actions") -> "ActionSpace":
+        """Build from the ``actions:`` mapping of a search config; errors name the key and a close match."""
+        p = parse_actions(d, registry, path)
+        return cls(p.ops, p.actions_per_child, p.constraints, p.max_tries, registry or default_registry())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config (what a run directory's config.yaml records)."""
+        return resolved_config(self.ops, self.actions_per_child, self.constraints, self.max_tries)
+
+    def sample(self, net: Network, rng: np.random.Generator) -> list[Action]:
+        """Valid actions for ``net`` (each one applied and checked); see :meth:`sample_proposal`."""
+        return list(self.sample_proposal(net, rng).actions)
+
+    def sample_proposal(self, net: Network, rng: np.random.Generator) -> Sample:
+        """Draw ``actions_per_child`` valid actions (see :func:`.action_sampling.sample_proposal`)."""
+        return action_sampling.sample_proposal(self, net, rng)
+
+    def param_domains(self, seed_net: Network) -> dict[str, Domain]:
+        """Sampler-facing parameters with fixed domains (see :func:`.action_domains.param_domains`)."""
+        return action_domains.param_domains(self, seed_net)
+
+    def actions_from_params(self, net: Network, params: dict[str, Any], seed: int = 0) -> Sample:
+        """The actions fixed-domain ``params`` mean for ``net`` (see :func:`.action_domains.actions_from_params`)."""
+        return action_domains.actions_from_params(self, net, params, seed)
