@@ -196,8 +196,10 @@ def grow(s: Setting, data: Any, seed_net: Any, budget: float, scoring: str, root
                      if f"m{idx - 1}" in pop else None)
 
 
-def hill_climb(s: Setting, data: Any, seed_net: Any, budget: float, halving: bool) -> dict[str, Any]:
-    """NASH hill climbing with the product's strategy, mutator, make_child and train, in FLOPs."""
+def hill_climb(s: Setting, data: Any, seed_net: Any, budget: float, halving: bool,
+               section: dict[str, Any] | None = None) -> dict[str, Any]:
+    """NASH hill climbing (or another sibling-training strategy: ``section``) with the product's
+    strategy, mutator, make_child and train, in FLOPs; children of a batch are proposed together."""
     tr = Tracker(data, budget)
     seed_trained, reps = train(reinit(seed_net, s.rep + 50), data, sgdr(s, s.cycle), seed=s.rep + 50)
     tr.flops = reps[-1].train_flops
@@ -207,7 +209,7 @@ def hill_climb(s: Setting, data: Any, seed_net: Any, budget: float, halving: boo
     pop.add(Member("m0", None, 0, 0, reps[-1].val_acc, count(seed_trained).params, 0, "m0"))
     mutator = SpaceMutator(ActionSpace.from_dict({"ops": OPS, "actions_per_child": [1, 2],
                                                   "constraints": {"max_params": 200000}}), lambda mid: nets[mid])
-    strat = build_strategy({"name": "hill_climb", "children": s.children}, mutator, seed=s.rep)
+    strat = build_strategy(section or {"name": "hill_climb", "children": s.children}, mutator, seed=s.rep)
     ft = replace(sgdr(s, s.ft_epochs, s.lr * s.ft_lr_factor, 1))
     born = 0
     while tr.flops < budget:
@@ -240,10 +242,12 @@ def hill_climb(s: Setting, data: Any, seed_net: Any, budget: float, halving: boo
                 nets[entry[0]], entry[2] = trained, reps[-1].val_acc
         for mid, p, val in first:
             par = pop.get(p.parent_id)
-            m = Member(mid, p.parent_id, par.depth + 1, born, val, count(nets[mid]).params, 0, mid)
-            pop.add(m)
-            strat.observe(TrialResult(mid, p.parent_id, m.depth, "COMPLETE", values=(val,),
-                                      extra={"proposal_id": p.proposal_id}), pop)
+            c = count(nets[mid])
+            r = TrialResult(mid, p.parent_id, par.depth + 1, "COMPLETE", values=(val,), params=c.params,
+                            flops=c.flops, extra={"proposal_id": p.proposal_id})
+            r = replace(r, values=tuple(float(v) for v in strat.objective_values(r)))
+            pop.add(Member(mid, p.parent_id, par.depth + 1, born, val, c.params, c.flops, mid))
+            strat.observe(r, pop)
     top = [nets[m.id] for m in pop.ranked()[:3]]
     return tr.result(ensemble_test=ensemble_test(top, data), members=len(pop))
 
@@ -294,6 +298,10 @@ def run_rep(s: Setting) -> dict[str, Any]:
                 r = grow(s, data, seed_net, budget, m.split(":")[1], Path(tmp) / m.replace(":", "_"))
             elif m.startswith("hill"):
                 r = hill_climb(s, data, seed_net, budget, halving=m.endswith("halving"))
+            elif m == "lemonade":     # its validation-best member (accuracy is one of its objectives)
+                r = hill_climb(s, data, seed_net, budget, halving=False,
+                               section={"name": "lemonade", "cost": ["params"], "candidates": 8,
+                                        "accept": s.children})
             elif m == "random":
                 r = random_archs(s, data, seed_net, budget)
             elif m == "table2":
@@ -313,7 +321,8 @@ def run_rep(s: Setting) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ report
 LABELS = {"seed": "seed trained longer", "grow:rung": "grow (rung scoring)", "grow:gradient": "grow (gradient scoring)",
           "grow:first": "grow (no scoring: random morph)", "hill": "hill climbing", "hill+halving":
-          "hill climbing + halving", "random": "random architectures from scratch",
+          "hill climbing + halving", "lemonade": "LEMONADE (grow-only), its validation-best member",
+          "random": "random architectures from scratch",
           "table2": "Table 2: grown architecture from scratch, lineage FLOPs"}
 ENSEMBLES = {"seed": "snapshot ensemble (last 3 cycles)", "grow:rung": "lineage ensemble (last 3 cycles)",
              "hill": "population ensemble (top 3)"}
@@ -323,7 +332,8 @@ def table(runs: list[dict[str, Any]]) -> list[str]:
     ref = [1 - r["methods"]["seed"]["test"] for r in runs if "seed" in r["methods"]]
     lines = ["| method | test error % | vs seed trained longer | params of the answer | GFLOPs used | wall s |",
              "|---|---|---|---|---|---|"]
-    for k in runs[0]["methods"]:
+    order = [m for m in LABELS if m in runs[0]["methods"]] + [m for m in runs[0]["methods"] if m not in LABELS]
+    for k in order:
         rs = [r["methods"][k] for r in runs if k in r["methods"]]
         errs = [1 - x["test"] for x in rs]
         rel = f"{100 * (np.mean(errs) - np.mean(ref)) / np.mean(ref):+.0f}%" if ref and k != "seed" else ""
@@ -406,13 +416,27 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=None)
     ap.add_argument("--cycle", type=int, default=None, help="SGDR cycle length in epochs (default 4)")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--from-json", default=None)
+    ap.add_argument("--from-json", default=None, help="only rebuild the report and plot from a saved JSON")
+    ap.add_argument("--merge", action="append", default=[], metavar="JSON",
+                    help="with --from-json: add the methods of another saved run of the same regimes and repetitions")
     args = ap.parse_args()
     out = Path(args.out or HERE / "results" / ("equal_flops_quick" if args.quick else "equal_flops"))
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
         runs_by, meta = saved["runs"], saved["meta"]
+        for extra in args.merge:
+            more = json.loads(Path(extra).read_text())
+            for reg, runs in more["runs"].items():
+                by_rep = {r["setting"]["rep"]: r for r in runs}
+                for r in runs_by.get(reg, []):
+                    other = by_rep.get(r["setting"]["rep"])
+                    if other is None or other["budget_flops"] != r["budget_flops"]:
+                        raise SystemExit(f"--merge {extra}: {reg} rep {r['setting']['rep']} is missing or differs")
+                    for k, v in other["methods"].items():
+                        r["methods"].setdefault(k, v)
+            meta["command"] += f" + {more['meta']['command']}"
+            meta["seconds"] += more["meta"]["seconds"]
     else:
         settings = []
         for reg in args.regime.split(","):

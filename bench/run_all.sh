@@ -70,6 +70,8 @@ step machinery "Machinery rate vs Ray Tune's limit, CPU use during the quickstar
   "$PY" bench/machinery_rate.py --children 16 --out {MD}
 step search "Search efficiency at equal compute (smoke test; the full run is in BENCHMARKS.md)" stdout \
   "$PY" bench/search_efficiency.py --quick --jobs 2 --strategies hill_climb,random_walk --out "$OUT/search_quick"
+step equal_flops "Growth vs the seed trained longer at equal training FLOPs (smoke test; the full run is in BENCHMARKS.md)" stdout \
+  "$PY" bench/equal_flops.py --quick --jobs 2 --out "$OUT/equal_flops_quick"
 step pareto "Hypervolume of the front at equal compute (smoke test; the full run is in BENCHMARKS.md)" stdout \
   "$PY" bench/pareto_front.py --quick --jobs 2 --out "$OUT/pareto_quick"
 step latency "Latency measurement: noise beside a training process, cost" stdout \

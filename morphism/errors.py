@@ -5,6 +5,7 @@ messages and a non-zero exit, anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import difflib
 from typing import Iterable
 
 
@@ -61,7 +62,6 @@ class PreservationError(MorphnasError):
 
 def close_matches(value: object, choices: "Iterable[object]", n: int = 1) -> list[str]:
     """Up to ``n`` names among ``choices`` that look like ``value`` (a typo), best first."""
-    import difflib
     return difflib.get_close_matches(str(value), [str(c) for c in choices], n=n)
 
 

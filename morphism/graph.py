@@ -12,6 +12,7 @@ functions elsewhere that take a network; ops never mutate their input: they ``co
 """
 from __future__ import annotations
 
+import copy as _copy
 import re
 from dataclasses import dataclass
 from typing import Iterator
@@ -20,7 +21,8 @@ import networkx as nx
 import torch
 
 from .errors import MorphnasError, SpecError, did_you_mean
-from .joins import CONCAT, JOINS, SUM, concat_offsets as _offsets
+from .joins import CONCAT, JOINS, SUM
+from .joins import concat_offsets as _offsets
 from .layers import LayerSpec, Shape
 from .shapes import infer_shapes
 
@@ -234,7 +236,6 @@ class Network:
         net.graph = self.graph.copy()
         net._ends = dict(self._ends)
         net.params = {e: {k: t.detach().clone() for k, t in p.items()} for e, p in self.params.items()}
-        import copy as _copy
         net.meta = _copy.deepcopy(self.meta)
         return net
 

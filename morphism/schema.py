@@ -27,7 +27,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from .errors import MorphnasError, did_you_mean
+from .errors import MorphnasError, close_matches, did_you_mean
 
 INT64 = 2**63 - 1
 
@@ -218,7 +218,6 @@ class _Builder:
 
 def did_you_mean_name(value: Any, choices: Any) -> str:
     """The single closest name (caller knows there is one)."""
-    from .errors import close_matches
     return close_matches(value, choices, n=1)[0]
 
 

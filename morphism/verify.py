@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .compile import compile_network
+from .errors import MorphnasError
 from .graph import Network
 
 
@@ -29,9 +31,7 @@ def sample_inputs(net: Network, batch: int = 4, seed: int = 0, dtype: torch.dtyp
 def output_diff(a: Network, b: Network, x: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
                 batch: int = 4, seed: int = 0) -> Diff:
     """Compare ``a`` and ``b`` in eval mode in ``dtype``; ``a`` is the reference."""
-    from .compile import compile_network
     if tuple(a.input_shape) != tuple(b.input_shape):
-        from .errors import MorphnasError
         raise MorphnasError(f"the networks take different inputs: {a.input_shape} vs {b.input_shape}")
     if x is None:
         x = sample_inputs(a, batch, seed, dtype)
@@ -40,7 +40,6 @@ def output_diff(a: Network, b: Network, x: torch.Tensor | None = None, dtype: to
     mb = compile_network(b.to(dtype)).eval()
     ya, yb = ma(x), mb(x)
     if ya.shape != yb.shape:
-        from .errors import MorphnasError
         raise MorphnasError(f"the networks' outputs differ in shape: {tuple(ya.shape)} vs {tuple(yb.shape)}")
     err = (ya - yb).abs().max().item()
     scale = ya.abs().max().item()

@@ -26,12 +26,11 @@ from pathlib import Path
 
 import networkx as nx
 
+from morphnas.morphism import layers as L
 from morphnas.morphism.errors import SpecError
 from morphnas.morphism.graph import Network
-from morphnas.morphism import layers as L
-
-from morphnas.spaces.counting import count
 from morphnas.spaces.actions.sites import stage_map
+from morphnas.spaces.counting import count
 
 _STAGE_COLOURS = ("#e8eef7", "#e6f2e6", "#f7f0e1", "#f0e6f2", "#e4f1f3", "#f5e6e6")
 _MORPH = "#d2691e"
@@ -205,10 +204,10 @@ def draw_network(net: Network, path: str | Path, base: Network | None = None, ti
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg"):
         raise SpecError(f"cannot draw to {str(path)!r}: the file name must end in .png or .svg")
-    import matplotlib  # lazily: heavy, needed only to render, and the backend must be chosen before pyplot
+    import matplotlib  # lazy: heavy, needed only to render, and the backend must be chosen before pyplot
     matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib import pyplot as plt  # lazy: see above
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # lazy: see above
 
     boxes = groups(net, base)
     heights = [1.6 + len(b.lines) for b in boxes]      # in text lines: title + lines + padding

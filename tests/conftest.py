@@ -35,11 +35,18 @@ def tiny_resnet():
 
 # ----------------------------------------------------------------------------- pytest-xdist scheduling
 def pytest_collection_modifyitems(config, items):
-    """On an xdist worker: Ray tests first, then files with ``slow`` tests, then the rest (file order
-    kept within each), so the scheduler below hands out the longest work first."""
-    if not hasattr(config, "workerinput"):
-        return
+    """Files marked ``ray_fresh`` first, always: they join a Ray cluster of their own, which fails
+    in a process where a local Ray already ran (Ray keeps per-process state after ``ray.shutdown``
+    that a later ``ray.init(address=...)`` trips over). On an xdist worker then: Ray tests, files
+    with ``slow`` tests, the rest (file order kept within each), so the scheduler below hands out the
+    longest work first."""
+    xdist = hasattr(config, "workerinput")
+
     def rank(item):
+        if item.get_closest_marker("ray_fresh"):
+            return -1
+        if not xdist:
+            return 2
         return 0 if item.get_closest_marker("ray") else 1 if item.get_closest_marker("slow") else 2
     first = {}
     for item in items:       # a file's rank is its most urgent test's

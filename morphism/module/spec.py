@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import yaml
 
 from ..errors import SpecError, did_you_mean
 from ..runtime import ACTIVATIONS
@@ -305,7 +306,6 @@ def load_module_spec(path: str | Path) -> ModuleSpec:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            import yaml
             data = yaml.safe_load(text)
     except Exception as err:  # parse errors of either format become one clear line
         raise ModuleSpecError(f"module file {str(p)!r} is not valid {p.suffix.lstrip('.') or 'YAML'}: "

@@ -1,6 +1,6 @@
 """One op at one seeded random site of a network, with its preservation error in float32 and float64.
 
-Why a helper: the ops-on-every-model test (tests/test_ops_zoo.py) and its benchmark table
+Why a helper: the ops-on-every-model test (tests/morphism/test_ops_zoo.py) and its benchmark table
 (bench/ops_zoo.py, BENCHMARKS.md) must measure the same thing the same way: the site is drawn from
 the op's sites by a generator keyed on ``key`` (the model and op names), so a row is reproducible,
 and the errors are max relative output errors on one seeded batch (``verify.output_diff``).

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import torch
 
 from ..graph import Network
+from ..verify import output_diff
 
 ERROR_BATCH = 4      # inputs in the error batch
 ERROR_SEED = 0       # seed of the error batch's generator
@@ -27,7 +28,6 @@ ERROR_SEED = 0       # seed of the error batch's generator
 
 def shrink_error(parent: Network, child: Network) -> float:
     """Relative output error of ``child`` against ``parent`` on the fixed error batch (see module doc)."""
-    from ..verify import output_diff
     return output_diff(parent, child, dtype=parent.dtype, batch=ERROR_BATCH, seed=ERROR_SEED).rel_err
 
 

@@ -26,7 +26,7 @@ from ..runtime import ACTIVATIONS
 from ._splice import insert_after_blob
 from ._sites import require_blob, require_edge
 from ..schema import rule
-from .base import MorphOp, register_op
+from .base import MorphOp, register_op, registered
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ActivationParams:
     insert: bool = False        # at an activation edge: insert after it instead of replacing it
 
 
+@register_op
 class ActivationOp(MorphOp):
     name = "activation"
     site_kind = "edge"
@@ -94,4 +95,4 @@ class ActivationOp(MorphOp):
                        "notes": f"inserted pact({p.fn}) with a = 1 after blob {name!r}"}
 
 
-OP = register_op(ActivationOp())
+OP = registered(ActivationOp)   # the registered instance

@@ -11,7 +11,7 @@ YAML, JSON records) by :meth:`MorphOp.parse_params` through :mod:`morphnas.morph
 check of a parameter alone (choices as ``Literal`` types, bounds as ``rule(...)`` metadata,
 cross-field checks in ``Params._validate``) lives on ``Params``, so a bad value is refused before
 any network is looked at; ``check`` keeps only what depends on the network and the site.
-An op module registers its op (``OP = register_op(MyOp())``): adding an op is one new file in this
+An op module registers its op by decorating its class (``@register_op``): adding an op is one new file in this
 package. :func:`default_registry` imports every public module of the package (``pkgutil``; files
 starting with ``_`` are helpers, ``base`` is this framework), refuses a public module that
 registers no op and a name registered twice, and lists ops by their ``order`` (then by name).
@@ -226,6 +226,14 @@ def register_op(target: T) -> T:
     return target
 
 
+def registered(cls: type[T]) -> T:
+    """The instance :func:`register_op` made of the op class ``cls`` (``OP = registered(Deepen)``)."""
+    for op in _REGISTERED.values():
+        if type(op) is cls:
+            return op  # type: ignore[return-value]
+    raise OpRegistrationError(f"op class {cls.__qualname__} is not registered; decorate it with @register_op")
+
+
 def listing_key(op: MorphOp) -> tuple[bool, int, str]:
     """Ops with an ``order`` first, by order; the others after them, by name."""
     order = getattr(op, "order", None)
@@ -246,7 +254,7 @@ def discover_ops(package: str) -> OpRegistry:
         if not any(type(op).__module__ == mod.__name__ for op in _REGISTERED.values()):
             raise OpRegistrationError(
                 f"op module {info.name}.py ({mod.__file__}) registers no op; register its op with "
-                f"OP = register_op(MyOp()) (from .base import register_op), or rename it "
+                f"the @register_op decorator on its class (from .base import register_op), or rename it "
                 f"_{info.name}.py if it only holds helpers")
     reg = OpRegistry()
     for op in sorted((o for o in _REGISTERED.values() if type(o).__module__.startswith(package + ".")),

@@ -26,7 +26,7 @@ from ..joins import CONCAT
 from ..layers import Conv2d, Identity
 from ._sites import require_edge
 from ._splice import Splicer, safe_prefix, slot
-from .base import MorphOp, register_op, zero_fraction
+from .base import MorphOp, register_op, registered, zero_fraction
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ def candidate_sources(net: Network, blob: str, shapes: dict) -> list[str]:
             and len(shapes[b]) == 3 and shapes[b][1:] == size]
 
 
+@register_op
 class ConcatSkip(MorphOp):
     name = "concat_skip"
     site_kind = "edge"
@@ -100,4 +101,4 @@ class ConcatSkip(MorphOp):
                        "notes": f"blob {source!r} ({extra} channels) concatenated into {site!r}'s input"}
 
 
-OP = register_op(ConcatSkip())
+OP = registered(ConcatSkip)   # the registered instance

@@ -35,7 +35,7 @@ from ..identity import ACT_CHOICES, identity_activation, identity_bn
 from ..schema import rule
 from ._splice import Splicer, slot
 from ._sites import require_edge
-from .base import MAX_KERNEL, MAX_NOISE, MAX_WIDTH, MorphOp, odd_kernels, register_op
+from .base import MAX_KERNEL, MAX_NOISE, MAX_WIDTH, MorphOp, odd_kernels, register_op, registered
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ def _decompose(w, k1: int, k2: int, mid: int, p: DeepenParams, rng: np.random.Ge
     return decompose(w, k1, k2, mid=mid, mode="auto", rng=rng, noise=p.noise)
 
 
+@register_op
 class Deepen(MorphOp):
     name = "deepen"
     site_kind = "edge"
@@ -191,4 +192,4 @@ class Deepen(MorphOp):
                        "new_edges": tuple(sp.new_edges), "removed_edges": (site,), "notes": notes}
 
 
-OP = register_op(Deepen())
+OP = registered(Deepen)   # the registered instance

@@ -28,7 +28,7 @@ from ..layers import Conv2d, LayerSpec
 from ..schema import rule
 from ._sites import require_edge
 from ._splice import insert_after_blob
-from .base import MAX_KERNEL, MorphOp, odd_kernels, register_op, zero_fraction
+from .base import MAX_KERNEL, MorphOp, odd_kernels, register_op, registered, zero_fraction
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class DeepenDepthwiseParams:
         odd_kernels("deepen_depthwise", k=self.k)
 
 
+@register_op
 class DeepenDepthwise(MorphOp):
     name = "deepen_depthwise"
     site_kind = "edge"
@@ -85,4 +86,4 @@ class DeepenDepthwise(MorphOp):
                        "notes": f"identity {p.kind} conv after {site!r}"}
 
 
-OP = register_op(DeepenDepthwise())
+OP = registered(DeepenDepthwise)   # the registered instance

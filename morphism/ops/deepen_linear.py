@@ -27,7 +27,7 @@ from ..schema import rule
 from ..solver.decompose import well_conditioned
 from ._sites import require_edge
 from ._splice import Splicer, slot
-from .base import MorphOp, register_op, zero_fraction
+from .base import MorphOp, register_op, registered, zero_fraction
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class DeepenLinearParams:
     dense: bool = False     # B random well-conditioned and A = B^-1 W instead of B = I
 
 
+@register_op
 class DeepenLinear(MorphOp):
     name = "deepen_linear"
     site_kind = "edge"
@@ -91,4 +92,4 @@ class DeepenLinear(MorphOp):
                        "notes": "random well-conditioned B, A = B^-1 W" if p.dense else "identity second layer"}
 
 
-OP = register_op(DeepenLinear())
+OP = registered(DeepenLinear)   # the registered instance

@@ -21,7 +21,7 @@ from ..graph import Network
 from ..layers import Conv2d
 from ._sites import require_edge
 from ..schema import rule
-from .base import MAX_KERNEL, MAX_NOISE, MorphOp, register_op, zero_fraction
+from .base import MAX_KERNEL, MAX_NOISE, MorphOp, register_op, registered, zero_fraction
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class EnlargeKernelParams:
     noise: float = field(default=0.0, metadata=rule(ge=0, le=MAX_NOISE))
 
 
+@register_op
 class EnlargeKernel(MorphOp):
     name = "enlarge_kernel"
     site_kind = "edge"
@@ -81,4 +82,4 @@ class EnlargeKernel(MorphOp):
                                 + (f"; noise {p.noise:g} on the new taps (relative filter change)" if error else "")}
 
 
-OP = register_op(EnlargeKernel())
+OP = registered(EnlargeKernel)   # the registered instance

@@ -22,15 +22,16 @@ import networkx as nx
 import numpy as np
 import torch
 
-from ..errors import NotApplicable
+from ..compile import compile_network
+from ..errors import NotApplicable, SpecError
 from ..graph import Network
-from ..layers import BatchNorm2d
 from ..identity import bn_identity_params
-from ._splice import feature_blob_sites, insert_after_blob
-from ._sites import require_blob
-from ..errors import SpecError
+from ..layers import BatchNorm2d
 from ..schema import rule
-from .base import MAX_WIDTH, MorphOp, register_op
+from ..verify import output_diff
+from ._sites import require_blob
+from ._splice import feature_blob_sites, insert_after_blob
+from .base import MAX_WIDTH, MorphOp, register_op, registered
 
 MODES = ("exact", "paper")
 STATS = ("auto", "unit", "preceding")
@@ -62,6 +63,7 @@ def _preceding_bn(net: Network, blob: str):
     return None
 
 
+@register_op
 class InsertBN(MorphOp):
     name = "insert_bn"
     site_kind = "blob"
@@ -109,7 +111,6 @@ class InsertBN(MorphOp):
         extra = {"new_edges": tuple(names)}
         if p.mode == "exact":
             return child, {**extra, "mode": "exact", "notes": f"identity BN, running stats: {source}"}
-        from ..verify import output_diff
         err = output_diff(net, child, dtype=torch.float64, batch=2, seed=0).rel_err
         return child, {**extra, "mode": "approximate", "error": err,
                        "notes": f"paper BN (gamma=1, beta=0), running stats: {source}; error = float64 relative "
@@ -120,7 +121,6 @@ class InsertBN(MorphOp):
 def blob_statistics(net: Network, blob: str, x: torch.Tensor) -> dict[str, tuple[float, ...]]:
     """Per-channel ``mean`` and (biased) ``var`` of ``blob`` on the batch ``x`` in eval mode, as
     ``insert_bn`` params: ``apply_op(net, "insert_bn", blob, {**blob_statistics(net, blob, x)})``."""
-    from ..compile import compile_network
     if not net.has_blob(blob):
         raise NotApplicable(f"insert_bn: no blob named {blob!r} in the network")
     sub = net.copy()
@@ -140,4 +140,4 @@ def blob_statistics(net: Network, blob: str, x: torch.Tensor) -> dict[str, tuple
     return {"mean": tuple(y.mean(dim=(0, 2, 3)).tolist()), "var": tuple(y.var(dim=(0, 2, 3), unbiased=False).tolist())}
 
 
-OP = register_op(InsertBN())
+OP = registered(InsertBN)   # the registered instance

@@ -33,7 +33,7 @@ from ..schema import rule
 from ._grow import grow_group
 from ._sites import require_blob
 from ._splice import Splicer, reroute, safe_prefix
-from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op
+from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op, registered
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ def _stride(src: tuple, dst: tuple) -> int | None:
     return src[1] // dst[1]
 
 
+@register_op
 class InsertBranch(MorphOp):
     name = "insert_branch"
     site_kind = "blob"
@@ -145,4 +146,4 @@ def _width(p: InsertBranchParams, channels: int) -> int:
     return int(p.width) if p.width is not None else max(1, channels // 4)
 
 
-OP = register_op(InsertBranch())
+OP = registered(InsertBranch)   # the registered instance

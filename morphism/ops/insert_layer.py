@@ -25,7 +25,7 @@ from ..identity import ACT_CHOICES, identity_activation, identity_bn
 from ..schema import rule
 from ._splice import feature_blob_sites, insert_after_blob
 from ._sites import require_blob
-from .base import MAX_KERNEL, MorphOp, odd_kernels, register_op, zero_fraction
+from .base import MAX_KERNEL, MorphOp, odd_kernels, register_op, registered, zero_fraction
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ def _producer(net: Network, blob: str) -> Edge | None:
     return None
 
 
+@register_op
 class InsertLayer(MorphOp):
     name = "insert_layer"
     site_kind = "blob"
@@ -107,4 +108,4 @@ class InsertLayer(MorphOp):
                        "new_edges": tuple(names), "notes": notes}
 
 
-OP = register_op(InsertLayer())
+OP = registered(InsertLayer)   # the registered instance

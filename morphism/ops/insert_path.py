@@ -28,9 +28,10 @@ from ._sites import join_problem
 from ..layers import Identity
 from ..schema import rule
 from ._paths import ACTS, check_path_site, insert_path_edges, record_fields
-from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op
+from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op, registered
 
 
+@register_op
 class InsertPath(MorphOp):
     name = "insert_path"
     site_kind = "edge"
@@ -66,4 +67,4 @@ class InsertPath(MorphOp):
         return child, record_fields(res, removed=(site,))
 
 
-OP = register_op(InsertPath())
+OP = registered(InsertPath)   # the registered instance

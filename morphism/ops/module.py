@@ -30,7 +30,7 @@ from ..module.reduce import reduce_module
 from ..module.solve import ITERATIONS, check_solve_size, initial_widths
 from ..module.spec import ModuleSpec
 from ..schema import rule
-from .base import MorphOp, register_op, zero_fraction
+from .base import MorphOp, register_op, registered, zero_fraction
 
 MAX_ITERATIONS = 100_000
 
@@ -53,6 +53,7 @@ def default_module(kernel: int) -> dict[str, Any]:
         {"name": "conv2", "from": "m", "to": "t", "kernel": 1, "bn": True}]}
 
 
+@register_op
 class ModuleOp(MorphOp):
     name = "module"
     site_kind = "edge"
@@ -108,4 +109,4 @@ class ModuleOp(MorphOp):
                        "new_edges": new, "removed_edges": (site,), "notes": sol.notes()}
 
 
-OP = register_op(ModuleOp())
+OP = registered(ModuleOp)   # the registered instance

@@ -24,11 +24,12 @@ from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Identity
 from ._sites import feature_channels, join_problem
-from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op
+from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op, registered
 from ..schema import rule
 from ._paths import ACTS, check_path_site, insert_path_edges, record_fields
 
 
+@register_op
 class MorphBlock(MorphOp):
     name = "morph_block"
     site_kind = "edge"
@@ -94,4 +95,4 @@ def morph_in_place(child: Network, site: str, params: Any, rng: np.random.Genera
     return record_fields(results, removed=removed, notes=note)
 
 
-OP = register_op(MorphBlock())
+OP = registered(MorphBlock)   # the registered instance

@@ -37,7 +37,7 @@ from ..layers import BatchNorm2d, Conv2d, Linear, PAct, PReLU
 from ..schema import rule
 from ._shrink import shrink_record
 from ._sites import require_blob
-from .base import MAX_WIDTH, MorphOp, register_op
+from .base import MAX_WIDTH, MorphOp, register_op, registered
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,7 @@ def _resize(layer: Any, out: int | None = None, inp: int | None = None) -> Any:
     raise SpecError(f"prune_channels cannot resize a {layer.kind}")   # channel groups list only convs and linears
 
 
+@register_op
 class PruneChannels(MorphOp):
     name = "prune_channels"
     site_kind = "blob"
@@ -211,4 +212,4 @@ class PruneChannels(MorphOp):
         return child, shrink_record(net, child, exact, notes=notes)
 
 
-OP = register_op(PruneChannels())
+OP = registered(PruneChannels)   # the registered instance

@@ -28,7 +28,7 @@ from ..graph import Edge, Network
 from ..layers import BatchNorm2d, Conv2d, Identity, Linear
 from ._shrink import all_zero, forget_in_meta, shrink_record
 from ._sites import require_edge
-from .base import MorphOp, register_op
+from .base import MorphOp, register_op, registered
 
 
 def _join_problem(net: Network, e: Edge) -> str:
@@ -82,6 +82,7 @@ def _remove(op: str, net: Network, site: str) -> tuple[Network, dict[str, Any]]:
                                 notes=f"removed {what} of the path into {e.dst!r}")
 
 
+@register_op
 class RemoveBranch(MorphOp):
     name = "remove_branch"
     site_kind = "edge"
@@ -108,6 +109,7 @@ class RemoveBranch(MorphOp):
         return _remove(self.name, net, site)
 
 
+@register_op
 class RemoveSkip(MorphOp):
     name = "remove_skip"
     site_kind = "edge"
@@ -135,5 +137,5 @@ class RemoveSkip(MorphOp):
         return _remove(self.name, net, site)
 
 
-OP = register_op(RemoveBranch())
-SKIP = register_op(RemoveSkip())
+OP = registered(RemoveBranch)   # the registered instance
+SKIP = registered(RemoveSkip)   # the registered instance

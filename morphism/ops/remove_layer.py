@@ -25,7 +25,7 @@ from ..graph import Edge, Network
 from ..layers import Activation, BatchNorm2d, Conv2d, PAct, PReLU
 from ._shrink import all_zero, forget_in_meta, move_src, shrink_record
 from ._sites import require_edge
-from .base import MorphOp, register_op
+from .base import MorphOp, register_op, registered
 
 KINDS = (Conv2d, BatchNorm2d, Activation, PAct, PReLU)
 
@@ -66,6 +66,7 @@ def is_identity(net: Network, e: Edge) -> bool:
     return False
 
 
+@register_op
 class RemoveLayer(MorphOp):
     name = "remove_layer"
     site_kind = "edge"
@@ -101,4 +102,4 @@ class RemoveLayer(MorphOp):
                                     notes=f"removed {what}; readers of {e.dst!r} now read {e.src!r}")
 
 
-OP = register_op(RemoveLayer())
+OP = registered(RemoveLayer)   # the registered instance

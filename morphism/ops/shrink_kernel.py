@@ -20,7 +20,7 @@ from ..layers import Conv2d
 from ..schema import rule
 from ._shrink import all_zero, shrink_record
 from ._sites import require_edge
-from .base import MAX_KERNEL, MorphOp, register_op
+from .base import MAX_KERNEL, MorphOp, register_op, registered
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ def _problem(layer: object, p: ShrinkKernelParams) -> str:
     return ""
 
 
+@register_op
 class ShrinkKernel(MorphOp):
     name = "shrink_kernel"
     site_kind = "edge"
@@ -82,4 +83,4 @@ class ShrinkKernel(MorphOp):
                                     notes=f"kernel {k} -> {new}, padding {layer.padding} -> {spec.padding}")
 
 
-OP = register_op(ShrinkKernel())
+OP = registered(ShrinkKernel)   # the registered instance

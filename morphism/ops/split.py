@@ -19,7 +19,7 @@ from ..graph import Network
 from ..layers import Conv2d, Linear
 from ._sites import join_problem, require_edge, require_sum_join
 from ..schema import rule
-from .base import MorphOp, register_op, zero_fraction
+from .base import MorphOp, register_op, registered, zero_fraction
 
 MODES = ("scale", "random")
 
@@ -37,6 +37,7 @@ def _he_std(layer) -> float:
     return 1.0 / math.sqrt(layer.in_features)
 
 
+@register_op
 class Split(MorphOp):
     name = "split"
     site_kind = "edge"
@@ -78,4 +79,4 @@ class Split(MorphOp):
                        "new_edges": (name,), "notes": f"{p.mode} split into {site!r} + {name!r}"}
 
 
-OP = register_op(Split())
+OP = registered(Split)   # the registered instance

@@ -19,7 +19,7 @@ from ..graph import Network
 from ..layers import Identity
 from ._sites import join_problem, require_edge, require_sum_join
 from ..schema import rule
-from .base import MorphOp, register_op
+from .base import MorphOp, register_op, registered
 
 
 def split_identity_edge(net: Network, site: str, ratio: float = 0.5) -> tuple[str, str]:
@@ -53,6 +53,7 @@ def check_identity_site(net: Network, site: str, op: str) -> Identity:
     return layer
 
 
+@register_op
 class SplitIdentity(MorphOp):
     name = "split_identity"
     site_kind = "edge"
@@ -79,4 +80,4 @@ class SplitIdentity(MorphOp):
                        "notes": f"scales {sa:g} + {sb:g}"}
 
 
-OP = register_op(SplitIdentity())
+OP = registered(SplitIdentity)   # the registered instance

@@ -32,17 +32,19 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
+from ..channel_groups import ChannelGroup, all_groups, channel_group, is_depthwise
 from ..errors import NotApplicable
 from ..graph import Network
 from ..joins import CONCAT
 from ..layers import BatchNorm2d, Conv2d, Linear, PAct, PReLU
 from ..layers_extra import LayerScale
-from ._sites import require_blob
 from ..schema import rule
-from .base import MAX_NOISE, MAX_WIDTH, MorphOp, register_op, zero_fraction
-from ..channel_groups import ChannelGroup, all_groups, channel_group, is_depthwise
+from ..verify import output_diff
+from ._sites import require_blob
+from .base import MAX_NOISE, MAX_WIDTH, MorphOp, register_op, registered, zero_fraction
 
 
+@register_op
 class Widen(MorphOp):
     name = "widen"
     site_kind = "blob"
@@ -91,7 +93,6 @@ class Widen(MorphOp):
                       f"{', '.join(group.producers)}; consumers {', '.join(group.consumers)}"),
         }
         if params.noise > 0:
-            from ..verify import output_diff
             extra["mode"] = "approximate"
             extra["error"] = output_diff(net, child, dtype=net.dtype, seed=int(rng.integers(2**31))).rel_err
         return child, extra
@@ -236,4 +237,4 @@ def _resize(layer, out: int | None = None, inp: int | None = None):
     raise TypeError(f"cannot resize a {layer.kind}")  # channel_groups only lists convs and linears here
 
 
-OP = register_op(Widen())
+OP = registered(Widen)   # the registered instance

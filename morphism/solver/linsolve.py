@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import NotApplicable
+
 # Largest Gram matrix formed for a coupled (both kernels > 1) solve: 6400^2 float64 = 330 MB.
 MAX_SYSTEM_ROWS = 6400
 
@@ -108,7 +110,6 @@ def solve_second(t: torch.Tensor, f1: torch.Tensor, k2: int, null_std: float = 0
         x = solve_matrix(a.T, rhs, null_std, rng)
         return x.reshape(mid, k2, k2, cout).permute(3, 0, 1, 2).contiguous()
     if cin * kk * kk > MAX_SYSTEM_ROWS and mid * k2 * k2 > MAX_SYSTEM_ROWS:
-        from ..errors import NotApplicable
         raise NotApplicable(
             f"a direct solve for a {k1}x{k1} -> {k2}x{k2} factorisation at {cin} -> {mid} -> {cout} channels needs a "
             f"{min(cin * kk * kk, mid * k2 * k2)}-square Gram matrix (limit {MAX_SYSTEM_ROWS}); use a 1x1 factor (k1=1 or "

@@ -31,6 +31,8 @@ def add_parser(sub) -> None:
     which.add_argument("--member", default=None, metavar="ID", help="member id, e.g. m6 (as the leaderboard shows)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write")
     add_force(p, "export directory -o")
+    p.add_argument("--ensemble", type=int, default=None, metavar="K",
+                   help="export the K validation-best members as one model (their probabilities averaged)")
     p.add_argument("--torchscript", action="store_true", help="also write model.torchscript.pt (torch.jit.trace)")
     p.add_argument("--torch-export", action="store_true", help="also write model.pt2 (torch.export)")
     p.add_argument("--tol", default="1e-5", help="relative tolerance of the reproduction check")
@@ -77,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--trial must be a trial number >= 0, got {args.trial}")
     tol = positive_float(args.tol, "--tol")
     run_dir = open_run(args.run_dir)
+    if args.ensemble is not None:
+        return run_ensemble(args, run_dir, tol)
     target = check_output(args.output, args.force, "-o")
     trial = member_trial(run_dir, args.member) if args.member is not None else args.trial
     check_member_path(run_dir, trial)
@@ -91,5 +95,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"check: max_abs_err={result.max_abs_err:.3e} rel_err={result.rel_err:.3e}"
           + "".join(f", {k} rel_err={v:.3e}" for k, v in result.checks.items()))
     print(f"files: {', '.join(result.files)}")
+    print(f"load with: python {result.directory}/load_model.py {result.directory} --check")
+    return 0
+
+
+def run_ensemble(args: argparse.Namespace, run_dir: RunDir, tol: float) -> int:
+    """``--ensemble K``: the K validation-best members as one averaged model."""
+    from morphnas.search.export.exporter import export_ensemble  # lazy: Optuna, only when a run is read
+    if args.ensemble < 1:
+        raise CLIError(f"--ensemble must be a number of members >= 1, got {args.ensemble}")
+    if args.trial is not None or args.member is not None or args.torchscript or args.torch_export:
+        raise CLIError("--ensemble chooses its members itself (the K validation-best); drop --trial/--member "
+                       "and --torchscript/--torch-export")
+    target = check_output(args.output, args.force, "-o")
+    with atomic_dir(target, "-o") as tmp:
+        result, rows = export_ensemble(run_dir, tmp, args.ensemble, tol=tol)
+    result = dataclasses.replace(result, directory=target)
+    if args.json:
+        print(json.dumps({**result.to_json(), "members": [r.member_id for r in rows]}, indent=1))
+        return 0
+    print(f"exported an ensemble of {len(rows)} member(s) ({', '.join(f'{r.member_id} val_acc {r.val_acc:.4f}' for r in rows)}) "
+          f"to {result.directory}")
+    print(f"check: max_abs_err={result.max_abs_err:.3e} rel_err={result.rel_err:.3e}")
     print(f"load with: python {result.directory}/load_model.py {result.directory} --check")
     return 0

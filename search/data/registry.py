@@ -117,7 +117,7 @@ def dataset(name: str) -> DatasetEntry:
     """The entry of ``name``; an unknown name is a :class:`DataError` with close matches."""
     _ensure()
     if name not in _DATASETS:
-        raise DataError(f"unknown dataset {name!r}{did_you_mean(name, list(_DATASETS))} "
+        raise DataError(f"unknown dataset {name!r}{did_you_mean(name, list(_DATASETS), known=None)} "
                         f"(known: {', '.join(sorted(_DATASETS))})")
     return _DATASETS[name]
 
@@ -127,6 +127,6 @@ def check_dataset_name(value: Any, key: str) -> Any:
     if isinstance(value, str):
         _ensure()
         if value not in _DATASETS:
-            raise SchemaError(f"{key!r}: unknown value {value!r}{did_you_mean(value, list(_DATASETS))} "
+            raise SchemaError(f"{key!r}: unknown value {value!r}{did_you_mean(value, list(_DATASETS), known=None)} "
                               f"(registered datasets: {', '.join(sorted(_DATASETS))})")
     return value

@@ -82,6 +82,27 @@ def _import_loader(path: Path):
     return module
 
 
+def _write_loader_and_check(out: Path, net: Network, reference: Any, batch: int, seed: int, tol: float,
+                            what: str) -> tuple[Any, torch.Tensor, torch.Tensor, float, float]:
+    """Copy the loader and the layer runtime into ``out``, save a seeded input batch and the
+    ``reference`` output on it, reload ``out`` through the copied loader and compare: a relative
+    error above ``tol`` raises :class:`PreservationError` (the files stay for inspection)."""
+    shutil.copyfile(LOADER, out / "load_model.py")
+    (out / "morphnas_runtime.py").write_text(runtime_source())   # the loader's layer modules (torch only)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((batch, *net.input_shape), generator=gen, dtype=torch.float64).to(net.dtype)
+    with torch.no_grad():
+        expected = reference(x)
+    torch.save(x, out / "check_input.pt")
+    torch.save(expected, out / "check_output.pt")
+    model = _import_loader(out / "load_model.py").load(out)
+    with torch.no_grad():
+        err, rel = _rel(model(x), expected)
+    if not rel <= tol:
+        raise PreservationError(f"{what}: rel_err={rel:.3e} > tol={tol:g} (files left in {out})")
+    return model, x, expected, err, rel
+
+
 def _rel(y: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
     err = (y - ref).abs().max().item()
     return err, err / max(ref.abs().max().item(), 1e-30)
@@ -105,23 +126,9 @@ def export_network(net: Network, out_dir: str | Path, *, info: dict[str, Any] | 
     spec = export_spec(net, info, preprocess)
     (out / "model.json").write_text(json.dumps(spec, indent=1, default=str))
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, out / "weights.pt")
-    shutil.copyfile(LOADER, out / "load_model.py")
-    (out / "morphnas_runtime.py").write_text(runtime_source())   # the loader's layer modules (torch only)
-
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn((batch, *net.input_shape), generator=gen, dtype=torch.float64).to(net.dtype)
     reference = compile_network(net).eval()
-    with torch.no_grad():
-        expected = reference(x)
-    torch.save(x, out / "check_input.pt")
-    torch.save(expected, out / "check_output.pt")
-
-    model = _import_loader(out / "load_model.py").load(out)
-    with torch.no_grad():
-        err, rel = _rel(model(x), expected)
-    if not rel <= tol:
-        raise PreservationError(f"the exported model differs from the member: rel_err={rel:.3e} > tol={tol:g} "
-                                f"(files left in {out})")
+    model, x, expected, err, rel = _write_loader_and_check(out, net, lambda x: reference(x), batch, seed, tol,
+                                                           "the exported model differs from the member")
     files = ["model.json", "weights.pt", "load_model.py", "morphnas_runtime.py", "check_input.pt", "check_output.pt"]
     checks: dict[str, float] = {}
     for name, wanted in (("model.torchscript.pt", torchscript), ("model.pt2", torch_export)):
@@ -182,6 +189,57 @@ def export_run(run: RunDir, out_dir: str | Path, trial: int | None = None, **kwa
             "params": row.params, "params_mb": row.params_mb, "flops": row.flops, "ops": row.ops}
     kwargs.setdefault("preprocess", run_preprocess(run))
     return export_network(net, out_dir, info=info, **kwargs), row
+
+
+ENSEMBLE_FORMAT, ENSEMBLE_VERSION = "morphnas-ensemble", 1
+
+
+def export_ensemble(run: RunDir, out_dir: str | Path, k: int, *, batch: int = 2, seed: int = 0,
+                    tol: float = 1e-5) -> tuple[ExportResult, list[Any]]:
+    """The ``k`` validation-best finished members of the run as one model: their probabilities averaged.
+
+    Each member is exported (and checked) into ``members/<id>/``; ``ensemble.json`` lists them, and
+    the top-level ``load_model.py`` loads the ensemble as one ``nn.Module`` whose output is the log of
+    the averaged softmax (so ``argmax``, ``predict`` and ``predict_proba`` are the ensemble's). The
+    ensemble's own output on a seeded batch is saved and checked like a single export's.
+    """
+    lb = Leaderboard.open(run)
+    ranked = sorted((r for r in lb.rows() if r.state == "COMPLETE" and r.val_acc is not None),
+                    key=lambda r: (-float(r.val_acc), r.params or 0, r.trial))
+    if k < 1:
+        raise ExportError(f"--ensemble must be >= 1, got {k}")
+    if len(ranked) < k:
+        raise ExportError(f"--ensemble {k}: the run has only {len(ranked)} finished member(s); "
+                          f"ask for at most {len(ranked)}")
+    rows = ranked[:k]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    preprocess = run_preprocess(run)
+    nets = []
+    for r in rows:
+        net = load_network(lb.member_dir(r))
+        nets.append(net)
+        info = {"run": run.name, "trial": r.trial, "member_id": r.member_id, "val_acc": r.val_acc,
+                "params": r.params, "flops": r.flops, "ops": r.ops}
+        export_network(net, out / "members" / r.member_id, info=info, batch=batch, seed=seed, tol=tol,
+                       preprocess=preprocess)
+    shapes = {tuple(n.input_shape) for n in nets}
+    if len(shapes) != 1:
+        raise ExportError(f"--ensemble {k}: the members take different inputs {sorted(shapes)}")
+    spec = {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION, "combine": "mean_softmax",
+            "members": [r.member_id for r in rows], "input_shape": list(nets[0].input_shape),
+            "preprocess": preprocess, "member_info": [{"trial": r.trial, "member_id": r.member_id,
+                                                       "val_acc": r.val_acc, "params": r.params} for r in rows]}
+    (out / "ensemble.json").write_text(json.dumps(spec, indent=1, default=str))
+    modules = [compile_network(n).eval() for n in nets]
+
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        return torch.log(sum(torch.softmax(m(x), dim=1) for m in modules) / len(modules))
+    _, _, _, err, rel = _write_loader_and_check(out, nets[0], reference, batch, seed, tol,
+                                                "the exported ensemble differs from its members")
+    files = ["ensemble.json", "load_model.py", "morphnas_runtime.py", "check_input.pt", "check_output.pt",
+             *[f"members/{r.member_id}/" for r in rows]]
+    return ExportResult(out, err, rel, tuple(files)), rows
 
 
 def run_preprocess(run: RunDir) -> dict[str, Any]:

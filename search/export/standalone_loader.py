@@ -57,8 +57,9 @@ def _runtime():
             sys.modules[name] = module
             spec.loader.exec_module(module)
         return module
-    import morphnas.morphism.kinds  # noqa: F401  (not an export: importing the kinds fills runtime.BUILDERS)
-    from morphnas.morphism import runtime  # the engine's single source
+    # lazy: only inside morphnas (an export has no morphnas); importing the kinds fills runtime.BUILDERS
+    import morphnas.morphism.kinds  # noqa: F401  # lazy: see above
+    from morphnas.morphism import runtime  # lazy: the engine's single source
     return runtime
 
 
@@ -111,9 +112,29 @@ class ExportedNet(nn.Module):
         return values[self.output_blob]
 
 
+class ExportedEnsemble(nn.Module):
+    """Several exported members as one model: the log of their averaged softmax (``morphnas export
+    --ensemble K``), so ``argmax`` and ``softmax`` of its output are the ensemble's."""
+
+    def __init__(self, members: list):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.input_shape = members[0].input_shape
+
+    def forward(self, x):
+        probs = sum(torch.softmax(m(x), dim=1) for m in self.members) / len(self.members)
+        return torch.log(probs)
+
+
 def load(directory, map_location="cpu") -> nn.Module:
-    """The exported model of ``directory`` (``model.json`` + ``weights.pt``), in eval mode."""
+    """The exported model of ``directory`` (``model.json`` + ``weights.pt``, or an ensemble's
+    ``ensemble.json`` and ``members/``), in eval mode."""
     d = Path(directory)
+    if (d / "ensemble.json").is_file():
+        ens = json.loads((d / "ensemble.json").read_text())
+        model = ExportedEnsemble([load(d / "members" / m, map_location) for m in ens["members"]])
+        model.preprocessing = ens.get("preprocess") or {}
+        return model.eval()
     spec = json.loads((d / "model.json").read_text())
     model = ExportedNet(spec)
     state = torch.load(d / "weights.pt", map_location=map_location, weights_only=True)

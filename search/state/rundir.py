@@ -182,6 +182,24 @@ def open_run(path: str | Path, runs_root: str | Path = "runs") -> RunDir:
     return run
 
 
+def _tables(path: Path) -> set[str]:
+    """The table names of an existing SQLite file. Opened read-write (``mode=rw`` never creates a
+    file or a table) so that SQLite can roll back the hot journal a driver killed mid-write leaves
+    (a read-only connection fails on it with "attempt to write a readonly database"); read-only
+    where the file cannot be written."""
+    for mode in ("rw", "ro"):
+        try:
+            con = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
+            try:
+                return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            finally:
+                con.close()
+        except sqlite3.OperationalError:
+            if mode == "ro":
+                raise
+    return set()
+
+
 def check_study_file(path: Path) -> None:
     """A SQLite study file that exists must be an Optuna database: opened read-only here, because
     Optuna itself would add its tables to a foreign database and bury a corrupt one under a long
@@ -196,11 +214,7 @@ def check_study_file(path: Path) -> None:
         if head and head != b"SQLite format 3\x00":
             raise RunDirError(f"study {path} is not a SQLite database (corrupt or foreign file); restore the "
                               f"run's study.db or remove the run (morphnas remove {path.parent} --force)")
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        finally:
-            con.close()
+        tables = _tables(path)
     except (OSError, sqlite3.Error) as e:
         raise RunDirError(f"study {path} cannot be read ({e}); restore the run's study.db") from None
     if tables and not {"studies", "trials"} <= tables:

@@ -9,7 +9,8 @@ puts it into the one network that is kept (the way Net2Net, AutoGrow and staged 
 * at the first ``growth_points`` restarts the child is grown: ``candidates`` random morphs of the
   current network (each of the action space's ``actions_per_child`` morphs, within ``max_params``
   and ``max_flops``) are scored on the worker without training them to the end (``scoring``:
-  ``rung``, ``gradient`` or ``first``; see :mod:`morphnas.search.trial.grow`), and the best
+  ``first``, the default, takes a random one; ``rung`` and ``gradient``: see
+  :mod:`morphnas.search.trial.grow`), and the best
   continues; later cycles only train on;
 * one trial at a time: each cycle waits for its parent.
 
@@ -35,7 +36,9 @@ class Grow(Strategy):
     @dataclass(frozen=True)
     class Params:
         candidates: int = field(default=4, metadata=rule(ge=1))      # morphs scored at each growth point
-        scoring: Literal["rung", "gradient", "first"] = "rung"
+        # first (a random candidate) by default: scoring cost more than it chose better in every regime
+        # of bench/equal_flops.py (BENCHMARKS.md, "Growing one lineage")
+        scoring: Literal["rung", "gradient", "first"] = "first"
         rung_fraction: float = field(default=0.25, metadata=rule(gt=0, le=1))   # of an epoch, per candidate
         grad_batches: int = field(default=2, metadata=rule(ge=1))    # training batches per gradient score
         growth_points: int | None = field(default=3, metadata=rule(ge=0))   # restarts that grow (None: all)

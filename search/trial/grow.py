@@ -9,7 +9,8 @@ scores each **without training it to the end** (:func:`score_candidates`):
 * ``gradient``: the squared norm of the training-loss gradient of the child minus the parent's on
   the same batches (``grad_batches``): by first order, how much more one SGD step of the child can
   lower the loss (the signal GradMax and Firefly grow by). No step is taken;
-* ``first``: no scoring: the first (random) candidate.
+* ``first``: no scoring: the first (random) candidate that applies (the default: measured best or
+  tied in every regime of the equal-FLOPs benchmark, and it costs nothing; see BENCHMARKS.md).
 
 The chosen child then trains on from where its parent stopped: the same schedule, the optimizer
 state mapped through the morph (:func:`morphnas.morphism.optstate.map_param_state`). Every scoring
@@ -106,6 +107,10 @@ def score_candidates(parent: Network, parent_state: ParamState | None, candidate
     children: list[Child | None] = []
     errors: list[str] = []
     for i, actions in enumerate(candidates):
+        if method == "first" and any(c is not None for c in children):
+            children.append(None)       # not made: the first candidate that applies is the choice
+            errors.append("")
+            continue
         try:
             children.append(make_child(parent, actions, data, seed=seed + i, tolerance=tolerance,
                                        verify_dtype=verify_dtype))
