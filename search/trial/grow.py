@@ -77,7 +77,8 @@ def load_optimizer_state(member_dir: Path) -> ParamState | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:   # a torn or foreign file: name it rather than train from a wrong state
-        raise GrowError(f"cannot read the optimizer state {path} ({type(e).__name__}: {e}); "
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""   # torch's text runs to many lines
+        raise GrowError(f"cannot read the optimizer state {path} ({type(e).__name__}: {first[:120]}); "
                         f"remove the file to start the child's momentum at zero") from None
     if not isinstance(state, dict):
         raise GrowError(f"{path} is not an optimizer state (a mapping of parameter names)")

@@ -159,3 +159,11 @@ def test_a_growth_step_with_no_candidate_that_applies_fails_with_the_reasons(tmp
                      carry_optimizer=True, train={**SGDR, "epoch_offset": 2})
     with pytest.raises(GrowError, match="no candidate morph applies: candidate 0"):
         execute(job, lambda m: None)
+
+
+def test_a_corrupt_optimizer_state_is_named_with_the_fix(tmp_path):
+    (tmp_path / "optimizer.pt").write_bytes(b"not a torch file")
+    with pytest.raises(GrowError, match=r"cannot read the optimizer state .*optimizer.pt .*remove the file") as e:
+        load_optimizer_state(tmp_path)
+    assert "\n" not in str(e.value), "one line"
+    assert load_optimizer_state(tmp_path / "nothing") is None, "a member of another strategy has none"
