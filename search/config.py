@@ -22,12 +22,14 @@ from typing import Any, Literal
 import yaml
 
 from morphnas.morphism.schema import SchemaError, build, duration, rule
+from morphnas.morphism.errors import did_you_mean
 from morphnas.search.data.registry import check_dataset_name
+from morphnas.search.data.task import TASKS, Task, TaskError
 from morphnas.search.errors import ConfigError
 from morphnas.search.state.fsutil import atomic_write_text
 
 __all__ = ["BudgetConfig", "Config", "ConfigError", "DataConfig", "FinalConfig", "FinetuneConfig", "LatencyConfig",
-           "RayConfig", "ResourcesConfig", "SeedConfig", "VerifyConfig", "apply_overrides",
+           "RayConfig", "ResourcesConfig", "SeedConfig", "TaskConfig", "VerifyConfig", "apply_overrides",
            "config_from_dict", "load_config", "save_config"]
 
 Schedule = Literal["cosine", "constant", "sgdr"]
@@ -92,6 +94,68 @@ class DataConfig:
     download: bool = True
     batch_size: int = field(default=64, metadata=_GE1)
     train_limit: int | None = field(default=None, metadata=_GE1)  # keep only this many training images
+    options: dict[str, Any] = field(default_factory=dict)   # keyword arguments of your own factory
+    path: str | None = None             # csv: the CSV file
+    target: str | None = None           # csv: the column to predict
+    features: list[str] | None = None   # csv: the input columns (None: every column but the target)
+    stream: Literal["auto", True, False] = "auto"   # your own datasets: auto streams big or random ones
+    memory_mb: float = field(default=1024.0, metadata=_GT0)   # auto: a dataset bigger than this streams
+    workers: int = field(default=0, metadata=_GE0)   # DataLoader processes of a streamed dataset
+
+
+def _task_type(value: Any, key: str) -> Any:
+    if isinstance(value, str) and value not in TASKS:
+        raise SchemaError(f"{key!r}: unknown task {value!r}{did_you_mean(value, TASKS, known=None)}; "
+                          f"use {' or '.join(TASKS)}")
+    return value
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What the networks learn: ``classification`` (cross-entropy; val_acc) or ``regression``
+    (mse or l1; val_rmse, val_mae, val_mse or val_r2). See search/data/task.py."""
+
+    type: str = field(default="classification", metadata=rule(parse=_task_type))
+    loss: Literal["auto", "cross_entropy", "mse", "l1"] = "auto"
+    metric: Literal["auto", "accuracy", "rmse", "mae", "mse", "r2"] = "auto"
+
+    def _validate(self, where: str) -> None:
+        try:
+            Task.of(self.type, self.loss, self.metric)
+        except TaskError as e:
+            raise ConfigError(str(e)) from None
+
+    def resolved(self) -> Task:
+        return Task.of(self.type, self.loss, self.metric)
+
+
+def _task_section(value: Any, key: str) -> Any:
+    """``task: regression`` is short for ``task: {type: regression}``."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+def _callbacks(value: Any, key: str) -> Any:
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        for v in value:
+            if not isinstance(v, str) or not v.strip():
+                raise SchemaError(f"{key!r}: {v!r} is not a callback name; use mlflow, wandb, comet, aim, csv, json, "
+                                  f"tensorboard or an import path 'package.module:Callback'")
+            if ":" not in v and v not in TRACKERS:
+                raise SchemaError(f"{key!r}: unknown callback {v!r}{did_you_mean(v, list(TRACKERS), known=None)} "
+                                  f"(known: {', '.join(TRACKERS)}; or an import path 'package.module:Callback')")
+    return value
+
+
+# Ray Tune's own logger callbacks, by the names ray.callbacks accepts: (module, class).
+TRACKERS = {"mlflow": ("ray.air.integrations.mlflow", "MLflowLoggerCallback"),
+            "wandb": ("ray.air.integrations.wandb", "WandbLoggerCallback"),
+            "comet": ("ray.air.integrations.comet", "CometLoggerCallback"),
+            "aim": ("ray.tune.logger.aim", "AimLoggerCallback"),
+            "csv": ("ray.tune.logger", "CSVLoggerCallback"),
+            "json": ("ray.tune.logger", "JsonLoggerCallback"),
+            "tensorboard": ("ray.tune.logger", "TBXLoggerCallback")}
 
 
 @dataclass(frozen=True)
@@ -153,6 +217,9 @@ class RayConfig:
     # re-runs of a trial whose worker or node died (Tune FailureConfig); 0: such a trial is recorded
     # FAIL and the search goes on
     max_failures: int = field(default=0, metadata=_GE0)
+    # experiment trackers: Ray Tune's logger callbacks by name, or import paths of your own
+    callbacks: list[str] = field(default_factory=list, metadata=rule(parse=_callbacks))
+    callback_options: dict[str, Any] = field(default_factory=dict)   # name -> keyword arguments
 
 
 @dataclass(frozen=True)
@@ -186,6 +253,10 @@ class Config:
     storage: str | None = None          # Optuna storage URL; None: sqlite:///<run dir>/study.db (see rundir.py)
     seed: SeedConfig = field(default_factory=SeedConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig, metadata=rule(parse=_task_section))
+    # your own training loop: an import path 'package.module:Trainer' (search/trial/trainer.py); None: built-in SGD
+    trainer: str | None = None
+    trainer_options: dict[str, Any] = field(default_factory=dict)   # keyword arguments of the trainer
     actions: dict[str, Any] = field(default_factory=dict)
     strategy: dict[str, Any] = field(default_factory=lambda: {"name": "hill_climb"})
     budget: BudgetConfig = field(default_factory=BudgetConfig)

@@ -30,12 +30,13 @@ def looks_like_path(spec: str) -> bool:
 
 
 def resolve_network(spec: str, num_classes: int | None = None, seed: int | None = None,
-                    input_size: int | None = None) -> Network:
+                    input_size: int | None = None, features: int | None = None) -> Network:
     """The network named by ``spec`` (see the module docstring).
 
     ``num_classes``, ``seed`` and ``input_size`` apply to networks built here (names and
     torchvision models); a saved network keeps its weights, and asking for a different number of
-    classes than it has is an error rather than a silent new head.
+    classes than it has is an error rather than a silent new head. ``features`` is the input width
+    of a tabular seed (``mlp``); a builder that takes no ``features`` is refused for tabular data.
     """
     num_classes = check_classes(num_classes)
     if not isinstance(spec, str) or not spec.strip():
@@ -57,8 +58,11 @@ def resolve_network(spec: str, num_classes: int | None = None, seed: int | None 
         raise LoadError(f"{spec!r} is a file but not a saved network; pass the directory holding {SPEC_FILE}")
     if looks_like_path(spec):
         raise LoadError(f"no saved network at {spec!r} (the path does not exist)")
-    overrides = {"num_classes": num_classes, "seed": seed, "input_size": input_size}
+    overrides = {"num_classes": num_classes, "seed": seed, "input_size": input_size, "features": features}
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if features is not None and not _accepts(spec, "features"):
+        raise MorphnasError(f"seed network {spec!r} takes images, but the data is a table of {features} features; "
+                            f"use the mlp seed (seed.network: mlp)")
     if "seed" in overrides and not _accepts(spec, "seed"):
         del overrides["seed"]  # a builder without a seed is deterministic: nothing to vary
     return create_network(spec, **overrides)

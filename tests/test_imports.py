@@ -145,7 +145,8 @@ def test_layering():
 # The wings of search/ (and the modules at its root), lowest first: a wing imports only wings before it
 # (and itself). A newcomer reads the search from the bottom up: the run's state, the study that shows
 # it, the strategies, the data, the config, a trial on a worker, Tune around it, exports, the run, the CLI.
-SEARCH_WINGS = ("errors", "state", "study", "strategies", "data", "config", "trial", "tune", "export", "run", "cli")
+SEARCH_WINGS = ("errors", "plugins", "state", "study", "strategies", "data", "config", "trial", "tune", "export", "run", "api",
+                "cli")
 SPACES_WINGS = ("errors", "counting", "actions", "seeds", "registry", "resolve", "distance", "draw")
 
 

@@ -47,7 +47,8 @@ def format_table(rows: list[Row], objective_names: list[str] | None) -> str:
     """Fixed-width table; multi-objective studies get a value column per objective and a Pareto mark."""
     names = objective_names or []
     multi = any(r.values is not None and len(r.values) > 1 for r in rows) or len(names) > 1
-    head = ["rank", "trial", "member", "parent", "ops", "val_acc", "params", "FLOPs"]
+    metric = names[0] if names else "val_acc"      # the task's metric, in its own units
+    head = ["rank", "trial", "member", "parent", "ops", metric, "params", "FLOPs"]
     timed = any(r.latency_ms is not None for r in rows)   # runs before latency was measured: no column
     if timed:
         head.append("latency_ms")
@@ -58,7 +59,8 @@ def format_table(rows: list[Row], objective_names: list[str] | None) -> str:
     for r in rows:
         line = [str(r.rank) if r.rank is not None else "-", str(r.trial), r.member_id, r.parent_id or "-",
                 _cut(r.ops or "(seed)" if r.parent_id is None else r.ops or "-", 48),
-                _num(r.val_acc if r.state == "COMPLETE" else None, ".4f"), _num(r.params, ","), _num(r.flops, ",")]
+                _num((r.values[0] if r.values else r.val_acc) if r.state == "COMPLETE" else None, ".4f"),
+                _num(r.params, ","), _num(r.flops, ",")]
         if timed:
             line.append(_num(r.latency_ms, ".3g"))
         if multi:
@@ -68,7 +70,7 @@ def format_table(rows: list[Row], objective_names: list[str] | None) -> str:
         line.append(_state(r))
         table.append(line)
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    right = {"rank", "trial", "val_acc", "params", "FLOPs", "latency_ms"}
+    right = {"rank", "trial", metric, "params", "FLOPs", "latency_ms"}
     out = []
     for row in table:
         cells = [c.rjust(w) if h in right or h.startswith("obj:") else c.ljust(w)

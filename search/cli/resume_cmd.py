@@ -6,14 +6,9 @@ The rules of what ``--set`` may change live in :mod:`morphnas.search.run.resume`
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
+from morphnas.search.api import resume
 from morphnas.search.cli.registry import register_command
-from morphnas.search.config import ConfigError, load_config
-from morphnas.search.run.driver import Driver
-from morphnas.search.run.resume import BEFORE_SEED, RESUMABLE, apply_resume_overrides
-from morphnas.search.state.rundir import RunDir, open_run
-from morphnas.search.state.runstate import RunState
+from morphnas.search.run.resume import BEFORE_SEED, RESUMABLE
 
 
 @register_command("resume", position=60)
@@ -30,15 +25,4 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir: RunDir = open_run(args.run_dir)
-    RunState.load(run_dir.root)          # refuses a corrupt or tampered state before anything changes
-    if args.overrides:
-        apply_resume_overrides(run_dir, args.overrides)
-    try:
-        cfg = load_config(run_dir.config_path)
-    except ConfigError as e:
-        raise ConfigError(f"{e} (the run's config.yaml; fix it with morphnas resume {run_dir.root} --set ...)") from None
-    # The run directory may have moved since it started: trust where it is now.
-    if Path(cfg.runs_dir).resolve() / cfg.name != run_dir.root:
-        cfg = cfg.replace(runs_dir=str(run_dir.root.parent), name=run_dir.root.name)
-    return Driver(cfg, run_dir, verbose=args.verbose).run(resume=True)
+    return resume(args.run_dir, overrides=args.overrides, verbose=args.verbose).exit_code

@@ -15,41 +15,22 @@ are stratified (equal class counts). The torchvision sets are downloaded into ``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from morphnas.search.data.containers import AnySplit, Data, Split, StreamSplit, augment_batch
 from morphnas.search.data.registry import DataError, DataSettings
 from morphnas.search.data.registry import dataset as registered
 from morphnas.search.data.splits import stratified_permutation
+from morphnas.search.data.user import load_user_data
+from morphnas.search.plugins import is_import_path
 
-__all__ = ["Data", "DataError", "Split", "augment_batch", "batches", "load_data", "preprocess_description",
+__all__ = ["AnySplit", "Data", "DataError", "Split", "StreamSplit", "augment_batch", "batches", "load_data", "preprocess_description",
            "stratified_permutation"]
-
-
-@dataclass(frozen=True)
-class Split:
-    x: torch.Tensor      # (N, C, H, W) float32, normalised
-    y: torch.Tensor      # (N,) int64
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-
-@dataclass(frozen=True)
-class Data:
-    train: Split
-    val: Split
-    test: Split
-    num_classes: int
-    input_shape: tuple[int, int, int]
-    augment: str          # none | crop | crop_flip
-    # What turns a raw image into the network's input (see :func:`preprocess_description`):
-    # recorded by exports, so their loader's ``predict`` applies it to raw images.
-    preprocess: dict[str, Any] = field(default_factory=dict)
 
 
 def preprocess_description(dataset: str, raw_hw: tuple[int, int], resize_to: int | None,
@@ -67,17 +48,30 @@ def preprocess_description(dataset: str, raw_hw: tuple[int, int], resize_to: int
             "dtype": "float32", "class_names": names}
 
 
-def load_data(cfg: DataSettings, seed: int = 0) -> Data:
-    """Load ``cfg.dataset`` and split it; the validation split depends only on ``seed``."""
+def load_data(cfg: DataSettings, seed: int = 0, task: str = "classification") -> Data:
+    """Load ``cfg.dataset`` and split it; the validation split depends only on ``seed``. A dataset
+    named by import path (``pkg.mod:factory``) is a user's own (:mod:`.user`)."""
+    if is_import_path(cfg.dataset):
+        return load_user_data(cfg, seed, task)
     entry = registered(cfg.dataset)
-    x, y, xt, yt = entry.load(cfg, seed)
-    raw_hw, resized = (int(x.shape[-2]), int(x.shape[-1])), None
-    if cfg.image_size is not None and tuple(x.shape[-2:]) != (cfg.image_size, cfg.image_size):
+    loaded = entry.load(cfg, seed, task=task) if "task" in inspect.signature(entry.load).parameters \
+        else entry.load(cfg, seed)
+    x, y, xt, yt = loaded[:4]
+    info: dict[str, Any] = dict(loaded[4]) if len(loaded) > 4 else {}
+    tabular = x.ndim == 2
+    regression = task == "regression"
+    if regression and not y.is_floating_point():
+        y, yt = y.float(), yt.float()
+    if not regression and y.is_floating_point():
+        raise DataError(f"dataset {cfg.dataset!r} has real-valued targets; set task: regression "
+                        f"(or give class labels)")
+    raw_hw, resized = (int(x.shape[-2]), int(x.shape[-1])) if not tabular else (0, 0), None
+    if not tabular and cfg.image_size is not None and tuple(x.shape[-2:]) != (cfg.image_size, cfg.image_size):
         x, xt = _resize(x, cfg.image_size), _resize(xt, cfg.image_size)
         resized = cfg.image_size
-    num_classes = int(max(int(y.max()), int(yt.max())) + 1)
+    num_classes = (int(y.shape[1]) if y.ndim == 2 else 1) if regression else int(max(int(y.max()), int(yt.max())) + 1)
     rng = np.random.default_rng([seed, 1])
-    if entry.stratified:
+    if entry.stratified and not regression:
         perm = torch.from_numpy(stratified_permutation(y.numpy(), rng))
     else:
         perm = torch.from_numpy(rng.permutation(len(y)))
@@ -86,18 +80,42 @@ def load_data(cfg: DataSettings, seed: int = 0) -> Data:
     if cfg.train_limit is not None:
         train_idx = train_idx[: cfg.train_limit]
     xtr, ytr = x[train_idx], y[train_idx]
-    mean = xtr.mean(dim=(0, 2, 3), keepdim=True)
-    std = xtr.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    dims = (0,) if tabular else (0, 2, 3)
+    mean = xtr.mean(dim=dims, keepdim=True)
+    std = xtr.std(dim=dims, keepdim=True).clamp_min(1e-6)
 
     def norm(a: torch.Tensor) -> torch.Tensor:
         return ((a - mean) / std).float().contiguous()
 
+    ys = (ytr, y[val_idx], yt)
+    target_scale = None
+    if regression:
+        t_mean, t_std = float(ytr.mean()), float(ytr.std().clamp_min(1e-12)) if len(ytr) > 1 else 1.0
+        target_scale = (t_mean, t_std)
+        ys = tuple(((v - t_mean) / t_std).float() for v in ys)
     augment = cfg.augment
     if augment == "auto":
         augment = entry.augment
-    return Data(Split(norm(xtr), ytr), Split(norm(x[val_idx]), y[val_idx]), Split(norm(xt), yt),
-                num_classes, tuple(int(s) for s in x.shape[1:]), augment,
-                preprocess_description(cfg.dataset, raw_hw, resized, mean, std))
+    if tabular:
+        preprocess = tabular_preprocess(info.get("features"), mean, std, target_scale, info.get("target"),
+                                        info.get("class_names"))
+    else:
+        preprocess = preprocess_description(cfg.dataset, raw_hw, resized, mean, std)
+    return Data(Split(norm(xtr), ys[0]), Split(norm(x[val_idx]), ys[1]), Split(norm(xt), ys[2]),
+                num_classes, tuple(int(s) for s in x.shape[1:]), augment if not tabular else "none",
+                preprocess, task, target_scale)
+
+
+def tabular_preprocess(features: Any, mean: torch.Tensor, std: torch.Tensor,
+                       target_scale: tuple[float, float] | None, target: Any = None,
+                       class_names: Any = None) -> dict[str, Any]:
+    """What turns a raw feature row into the network's input (``(x - mean) / std`` per column) and,
+    for a regression, the network's output back into the target (``out * std + mean``)."""
+    return {"layout": "NF", "features": list(features) if features is not None else None,
+            "mean": [float(v) for v in mean.flatten()], "std": [float(v) for v in std.flatten()],
+            "dtype": "float32", "class_names": list(class_names) if class_names is not None else None,
+            "target": ({"name": target, "mean": target_scale[0], "std": target_scale[1]}
+                       if target_scale is not None else None)}
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -105,30 +123,7 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------- batches
-def batches(split: Split, batch_size: int, shuffle: bool = False, augment: str = "none",
+def batches(split: AnySplit, batch_size: int, shuffle: bool = False, augment: str = "none",
             gen: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Mini-batches of ``split``; with ``shuffle``/``augment`` randomness comes from ``gen``."""
-    n = len(split)
-    order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
-    for i in range(0, n, batch_size):
-        idx = order[i: i + batch_size]
-        x, y = split.x[idx], split.y[idx]
-        if augment != "none":
-            x = augment_batch(x, augment, gen)
-        yield x, y
-
-
-def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator | None, pad: int = 4) -> torch.Tensor:
-    """Random crop after zero padding by ``pad`` (and a horizontal flip for ``crop_flip``)."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])            # (n, h)
-    cols = (dx[:, None] + torch.arange(w)[None, :])            # (n, w)
-    out = padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None],
-                 rows[:, None, :, None], cols[:, None, None, :]]
-    if kind == "crop_flip":
-        flip = torch.rand(n, generator=gen) < 0.5
-        out[flip] = out[flip].flip(-1)
-    return out
+    return split.batches(batch_size, shuffle, augment, gen)

@@ -34,6 +34,13 @@ class DataSettings(Protocol):
     augment: str
     download: bool
     train_limit: int | None
+    options: dict[str, Any]           # keyword arguments of a user's factory
+    path: str | None                  # csv: the file
+    target: str | None                # csv: the column to predict
+    features: list[str] | None        # csv: the input columns (None: all but the target)
+    stream: Any                       # auto | True | False (user datasets)
+    memory_mb: float                  # user datasets over this stream
+    workers: int                      # DataLoader worker processes of a streamed dataset
 
 
 Loader = Callable[[Any, int], Sequence[Any]]    # (DataSettings, seed) -> (x, y, x_test, y_test)
@@ -123,10 +130,12 @@ def dataset(name: str) -> DatasetEntry:
 
 
 def check_dataset_name(value: Any, key: str) -> Any:
-    """Config rule: ``data.dataset`` must name a registered dataset (the message names the key)."""
-    if isinstance(value, str):
+    """Config rule: ``data.dataset`` must name a registered dataset or be an import path
+    ``package.module:factory`` (imported and checked when the data is first loaded)."""
+    if isinstance(value, str) and ":" not in value:
         _ensure()
         if value not in _DATASETS:
             raise SchemaError(f"{key!r}: unknown value {value!r}{did_you_mean(value, list(_DATASETS), known=None)} "
-                              f"(registered datasets: {', '.join(sorted(_DATASETS))})")
+                              f"(registered datasets: {', '.join(sorted(_DATASETS))}; or your own: "
+                              f"'package.module:factory')")
     return value

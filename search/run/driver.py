@@ -141,7 +141,8 @@ class Driver:
         self.strategy = factory(self.cfg.strategy, self.mutator, self.cfg.random_seed)
         if self.state.strategy is not None:
             self.strategy.load_state_dict(self.state.strategy)
-        self.lb = Leaderboard.for_run(self.run_dir, self.strategy.directions, self.strategy.objectives)
+        self.lb = Leaderboard.for_run(self.run_dir, *study_objectives(self.cfg, self.strategy),
+                                      score_sign=self.cfg.task.resolved().metric.sign)
         if self.verbose:                          # --verbose: Optuna's log lines too
             quiet_optuna(True)
         self.publisher = BackgroundPublisher(Publisher(self.lb), self.echo)
@@ -265,7 +266,7 @@ class Driver:
             return None
         self.holds[trial_id] = len(self.holds)
         return hold_config(self._wake, self._wake_value, HOLD_MAX_WAIT, self.cfg.resources.cpus_per_trial,
-                           data_fields(self.cfg), self.cfg.random_seed)
+                           data_fields(self.cfg), self.cfg.random_seed, self.cfg.task.type)
 
     def _bump(self) -> None:
         """End the holds: a job was launched (new work: their slots should ask for more), nothing more
@@ -344,7 +345,7 @@ class Driver:
         elapsed = self._elapsed() if self._elapsed_base is not None else 0.0
         self.progress.show(snapshot(self.state.results, self.population, len(self.state.pending),
                                     self.cfg.budget.trials, elapsed, self.cfg.budget.wall_time,
-                                    self._concurrent), force)
+                                    self._concurrent, self.cfg.task.resolved().metric), force)
 
     # ------------------------------------------------------------------------- the search
     def _remaining(self) -> int:
@@ -358,7 +359,7 @@ class Driver:
 
         # Load the data once here: a failed download or a bad image folder is one clear error
         # before Ray starts, and trials never download concurrently.
-        load_data(DataConfig(**data_fields(self.cfg)), seed=self.cfg.random_seed)
+        load_data(DataConfig(**data_fields(self.cfg)), seed=self.cfg.random_seed, task=self.cfg.task.type)
         with TuneSession(self.cfg, self.run_dir, verbose=self.verbose) as session:
             try:
                 self._gpus = session.gpus
@@ -393,4 +394,14 @@ class Driver:
 
     def _final_summary(self) -> str:
         return summary(self.state.final)
+
+
+def study_objectives(cfg: Config, strategy: Any) -> tuple[list[str], list[str]]:
+    """The study's directions and objective names: the strategy's, with its score (``val_acc``)
+    shown as the task's metric in its own units and direction (``val_rmse``, minimised)."""
+    metric = cfg.task.resolved().metric
+    names, directions = list(strategy.objectives), list(strategy.directions)
+    if names and names[0] == "val_acc":
+        names[0], directions[0] = metric.name, metric.direction
+    return directions, names
 

@@ -5,8 +5,10 @@ config is then refused as "already exists" and ``resume`` replays the bad one. S
 command calls :func:`preflight` first, and every error here leaves no trace on disk. It checks, in
 order of cost: the run's name and place (inside ``runs_dir``, not taken, ``runs_dir`` writable),
 the Optuna storage (opened read-only: nothing is created), the action space (op names and
-parameters), the data (loaded once, as the driver does before Ray), and the seed (built once on
-the CPU for the data's shape, or its checkpoint loaded). What can only fail once trials run (a
+parameters), the experiment trackers, the data (loaded once, as the driver does before Ray: a
+user's factory is called here), the seed (built once on the CPU for the data's shape, or its
+checkpoint loaded), and the user's code: each own op through the conformance checks on the seed,
+the trainer for one step and an evaluation. What can only fail once trials run (a
 seed that diverges) leaves a run that ``morphnas resume RUN --set key=value`` finishes or
 ``morphnas remove RUN`` deletes.
 """
@@ -18,14 +20,19 @@ import sqlalchemy
 import torch
 
 from morphnas.morphism.errors import MorphnasError
+from morphnas.morphism.graph import Network
+from morphnas.morphism.ops import check_conformance, load_op
 from morphnas.search.config import Config, DataConfig
-from morphnas.search.data.core import load_data
+from morphnas.search.data.core import Data, load_data
+from morphnas.search.data.registry import DataError
 from morphnas.search.errors import ConfigError
 from morphnas.search.state.fsutil import FsError, inside, is_run_dir, writable_dir
 from morphnas.search.state.rundir import JOURNAL_PREFIX, RunDir, journal_path, resolve_storage_url
 from morphnas.search.study.storage import with_postgres_driver
-from morphnas.search.trial.jobs import data_fields, seed_job
-from morphnas.search.trial.worker import build_seed
+from morphnas.search.trial.jobs import data_fields, plugin_fields, seed_job
+from morphnas.search.trial.train import TrainSpec, train
+from morphnas.search.trial.worker import build_seed, trainer_for
+from morphnas.search.tune.session import make_callbacks
 from morphnas.spaces.actions import ActionSpace
 
 __all__ = ["check_run_place", "check_storage", "preflight"]
@@ -38,7 +45,9 @@ def preflight(cfg: Config) -> None:
     run = check_run_place(cfg)
     check_storage(cfg.storage, run)
     ActionSpace.from_dict(cfg.actions)
-    check_seed(cfg)
+    make_callbacks(cfg)
+    data, seed = check_seed(cfg)
+    check_user_code(cfg, data, seed)
 
 
 def check_run_place(cfg: Config) -> RunDir:
@@ -108,12 +117,34 @@ def check_storage(url: str | None, run: RunDir) -> None:
                           f"database server is reachable") from None
 
 
-def check_seed(cfg: Config) -> None:
+def check_seed(cfg: Config) -> tuple[Data, Network]:
     """Load the data (as the driver does before Ray) and build the seed once for its shape."""
-    data = load_data(DataConfig(**data_fields(cfg)), seed=cfg.random_seed)
+    try:
+        data = load_data(DataConfig(**data_fields(cfg)), seed=cfg.random_seed, task=cfg.task.type)
+    except DataError as e:
+        raise ConfigError(str(e)) from None
     job = seed_job(cfg)
     try:
         with torch.device("cpu"):
-            build_seed(job, data)
+            return data, build_seed(job, data)
     except MorphnasError as e:
         raise ConfigError(f"config 'seed': {e}") from None
+
+
+def check_user_code(cfg: Config, data: Data, seed: Network) -> None:
+    """The run's own ops pass the conformance checks on the seed, and its trainer trains the seed
+    for one step and evaluates it (what it raises or returns wrongly is one line, before any run)."""
+    plugins = plugin_fields(cfg)
+    for path in plugins.get("ops", ()):
+        try:
+            check_conformance(load_op(path), seed.to(torch.float64))
+        except MorphnasError as e:
+            raise ConfigError(f"config 'actions.ops': {path!r}: {e}") from None
+    if not plugins.get("trainer"):
+        return
+    try:
+        trainer = trainer_for(plugins)
+        spec = TrainSpec(**{**seed_job(cfg).train, "epochs": 1, "max_steps": 1})
+        train(seed, data, spec, trainer=trainer, task=cfg.task.resolved())
+    except MorphnasError as e:
+        raise ConfigError(f"config 'trainer': {e}") from None

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence, TextIO
 
+from morphnas.search.data.task import Metric
 from morphnas.search.state.population import Population
 from morphnas.search.state.records import TrialResult
 
@@ -37,19 +38,23 @@ class Snapshot:
     wall_time: float | None    # the wall-time budget, seconds
     mean_trial: float | None = None   # mean wall time of the finished children, seconds
     concurrent: int = 1               # trials at a time
+    metric: str = "val_acc"           # the name best_acc and seed_acc are shown under (in its units)
 
 
 def snapshot(results: Sequence[TrialResult], population: Population, running: int, budget: int | None,
-             elapsed: float, wall_time: float | None, concurrent: int = 1) -> Snapshot:
-    """The progress of a run from its results and population; the seed is not a trial."""
+             elapsed: float, wall_time: float | None, concurrent: int = 1, metric: Metric | None = None) -> Snapshot:
+    """The progress of a run from its results and population; the seed is not a trial. Scores are
+    shown as ``metric`` values (default: accuracy)."""
+    value = metric.value if metric is not None else float
     children = [r for r in results if r.member_id != "m0"]
     best = population.best()
-    seed = population.get("m0").val_acc if "m0" in population else None
+    seed = value(population.get("m0").val_acc) if "m0" in population else None
     times = [float(r.wall_time or 0.0) for r in children if r.state == "COMPLETE"]
     return Snapshot(done=len(children), failed=sum(r.state == "FAIL" for r in children), budget=budget,
-                    running=running, best_id=best.id if best else None, best_acc=best.val_acc if best else None,
+                    running=running, best_id=best.id if best else None, best_acc=value(best.val_acc) if best else None,
                     seed_acc=seed, elapsed=elapsed, wall_time=wall_time,
-                    mean_trial=sum(times) / len(times) if times else None, concurrent=max(1, concurrent))
+                    mean_trial=sum(times) / len(times) if times else None, concurrent=max(1, concurrent),
+                    metric=metric.name if metric is not None else "val_acc")
 
 
 def eta(s: Snapshot) -> float | None:
@@ -69,7 +74,7 @@ def eta(s: Snapshot) -> float | None:
 def format_line(s: Snapshot) -> str:
     budget = f"/{s.budget}" if s.budget is not None else ""
     fail = f" ({s.failed} failed)" if s.failed else ""
-    best = "best -" if s.best_id is None else f"best {s.best_id} val_acc {s.best_acc:.4f}"
+    best = "best -" if s.best_id is None else f"best {s.best_id} {s.metric} {s.best_acc:.4f}"
     seed = f" (seed {s.seed_acc:.4f})" if s.seed_acc is not None else ""
     return (f"[search] trials {s.done}{budget}{fail} | running {s.running} | {best}{seed} | "
             f"elapsed {fmt_duration(s.elapsed)} | ETA {fmt_duration(eta(s))}")

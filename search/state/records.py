@@ -129,6 +129,9 @@ class Job:
     distill: dict[str, Any] = field(default_factory=dict)   # finetune.distill fields (empty: the defaults)
     carry_optimizer: bool = False            # child: start from the parent's optimizer state, mapped
     latency: dict[str, Any] = field(default_factory=dict)   # LatencyConfig fields + max_ms (empty: not measured)
+    task: dict[str, Any] = field(default_factory=dict)      # TaskConfig fields (empty: classification)
+    # the user's code the worker imports: {"trainer": path, "trainer_options": {...}, "ops": [paths]}
+    plugins: dict[str, Any] = field(default_factory=dict)
 
     @property
     def proposal_id(self) -> str:

@@ -106,8 +106,12 @@ class Leaderboard:
 
     def __init__(self, storage_url: str, study_name: str, directions: Sequence[str] = ("maximize",),
                  objective_names: Sequence[str] | None = None, *, search_space: Mapping[str, Any] | None = None,
-                 artifact_dir: str | Path | None = None, run: RunDir | None = None, create: bool = True):
+                 artifact_dir: str | Path | None = None, run: RunDir | None = None, create: bool = True,
+                 score_sign: float = 1.0):
         quiet_optuna()
+        # The search maximises a score; the study keeps the first objective in the metric's own units
+        # (a regression's val_rmse is minimised): value = score_sign * score (search/data/task.py).
+        self.score_sign = float(score_sign)
         self.storage = open_storage(storage_url, create=create)
         self.storage_url = storage_url
         self.run = run
@@ -145,13 +149,13 @@ class Leaderboard:
 
     @classmethod
     def for_run(cls, run: RunDir, directions: Sequence[str] = ("maximize",),
-                objective_names: Sequence[str] | None = None, *, search_space: Mapping[str, Any] | None = None
-                ) -> "Leaderboard":
+                objective_names: Sequence[str] | None = None, *, search_space: Mapping[str, Any] | None = None,
+                score_sign: float = 1.0) -> "Leaderboard":
         """The driver's leaderboard of ``run``: storage URL and study name from its config.yaml,
         artifacts in ``run/artifacts`` (drawings: :class:`~.publish.Publisher`)."""
         run.make()
         return cls(storage_url(run), study_name(run), directions, objective_names, search_space=search_space,
-                   artifact_dir=run.artifacts, run=run)
+                   artifact_dir=run.artifacts, run=run, score_sign=score_sign)
 
     @classmethod
     def open(cls, run: RunDir) -> "Leaderboard":
@@ -228,12 +232,13 @@ class Leaderboard:
                     f"for a study with {len(self.study.directions)} objective(s) {self.directions}")
             if all(math.isfinite(v) for v in result.values):
                 state, values = TrialState.COMPLETE, [float(v) for v in result.values]
+                values[0] *= self.score_sign
             else:
                 reason = f"objective value(s) not finite: {list(result.values)}"
         params, dists, outside = self._params(result)
         intermediate = None
         if len(self.study.directions) == 1 and result.val_acc_history:
-            intermediate = {i + 1: float(v) for i, v in enumerate(result.val_acc_history)}
+            intermediate = {i + 1: self.score_sign * float(v) for i, v in enumerate(result.val_acc_history)}
         if attachments and self.files is None:
             raise LeaderboardError("this leaderboard has no artifact store; open it with artifact_dir= or for_run()")
         with tempfile.TemporaryDirectory(prefix="morphnas-record-") as tmp:
@@ -359,6 +364,12 @@ class Leaderboard:
             "val_acc": r.val_acc_history[-1] if r.val_acc_history else None,
             "val_acc_history": list(r.val_acc_history),
         }
+        name = self.study.metric_names[0] if self.study.metric_names else "val_acc"
+        if name != "val_acc":    # another metric: shown by its name, in its units; the score kept as "score"
+            attrs["score"] = attrs.pop("val_acc")
+            attrs["score_history"] = attrs.pop("val_acc_history")
+            attrs[name] = self.score_sign * attrs["score"] if attrs["score"] is not None else None
+            attrs[f"{name}_history"] = [self.score_sign * v for v in r.val_acc_history]
         if r.latency_ms is not None:
             attrs["latency_ms"] = float(r.latency_ms)
         if r.train_flops:

@@ -40,7 +40,7 @@ class Row:
     state: str
     values: tuple[float, ...] | None
     ops: str
-    val_acc: float | None
+    val_acc: float | None           # the search's score: accuracy, or the task's metric signed so higher is better
     params: int | None
     params_mb: float | None
     flops: int | None
@@ -77,7 +77,7 @@ def row_of(t: FrozenTrial) -> Row:
     return Row(trial=t.number, member_id=str(u.get(MEMBER_ATTR, f"trial{t.number}")), parent_id=u.get("parent_id"),
                depth=int(u.get("depth", 0)), state=t.state.name,
                values=tuple(t.values) if t.values is not None else None, ops=u.get("ops", ""),
-               val_acc=u.get("val_acc"), params=size("params"), params_mb=size("params_mb"),
+               val_acc=u.get("val_acc", u.get("score")), params=size("params"), params_mb=size("params_mb"),
                flops=size("flops"), preservation_error=u.get("preservation_error"),
                member_path=u.get("member_path", ""), fail_reason=u.get("fail_reason", ""),
                ops_list=tuple(str(a.get("op", "?")) for a in actions),

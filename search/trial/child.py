@@ -57,10 +57,10 @@ def make_child(parent: Network, actions: Sequence[Action], data: Data, *, seed: 
     new_edges = [e for r in records for e in r.get("new_edges", ())]
     if new_edges:
         g = torch.Generator().manual_seed(int(seed))
-        idx = torch.randperm(len(data.train.x), generator=g)[:CALIBRATION_BATCH]
-        net = calibrate_identity_bns(net, new_edges, data.train.x[idx])
+        idx = torch.randperm(len(data.train), generator=g)[:CALIBRATION_BATCH]
+        net = calibrate_identity_bns(net, new_edges, data.train.inputs(idx))
     dtype = torch.float64 if verify_dtype == "float64" else torch.float32
-    err = output_diff(parent, net, x=data.val.x[:VERIFY_BATCH], dtype=dtype).rel_err
+    err = output_diff(parent, net, x=data.val.inputs(torch.arange(min(VERIFY_BATCH, len(data.val)))), dtype=dtype).rel_err
     approximate = any(r.get("mode") == "approximate" for r in records)
     if not err <= tolerance and not (approximate and math.isfinite(err)):   # also catches NaN
         ops = ", ".join(f"{r['op']}@{r['site']}" for r in records)

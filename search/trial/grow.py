@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from morphnas.morphism.compile import compile_network
 from morphnas.morphism.errors import MorphnasError
 from morphnas.morphism.graph import Network
 from morphnas.morphism.optstate import ParamState, map_param_state
 from morphnas.search.data.core import Data, batches
+from morphnas.search.data.task import Task
 from morphnas.search.trial.child import Child, make_child
 from morphnas.search.trial.train import TrainSpec, train, training_flops
 from morphnas.spaces.actions import Action
@@ -96,12 +96,14 @@ def carried_state(parent: Network, child: Child, parent_state: ParamState | None
 # ------------------------------------------------------------------------------ scoring
 def score_candidates(parent: Network, parent_state: ParamState | None, candidates: Sequence[Sequence[Action]],
                      data: Data, spec: TrainSpec, scoring: Mapping[str, Any], *, seed: int, tolerance: float = 1e-4,
-                     verify_dtype: str = "float64", device: str | torch.device = "cpu") -> Scored:
+                     verify_dtype: str = "float64", device: str | torch.device = "cpu", trainer: Any = None,
+                     task: Task | None = None) -> Scored:
     """Make every candidate child and score it by ``scoring["method"]``; returns the best one.
 
     A candidate that does not apply or breaks preservation scores ``None`` and is skipped (its
     reason is kept); if none is left, :class:`GrowError`. Ties go to the earlier candidate.
     """
+    task = task if task is not None else Task()
     method = str(scoring.get("method", "rung"))
     if method not in SCORINGS:
         raise GrowError(f"unknown scoring {method!r}; choose one of {', '.join(SCORINGS)}")
@@ -129,16 +131,17 @@ def score_candidates(parent: Network, parent_state: ParamState | None, candidate
     else:
         base = None
         if method == "gradient":
-            base, cost = gradient_energy(parent, data, spec, int(scoring.get("grad_batches", 2)), seed, device)
+            base, cost = gradient_energy(parent, data, spec, int(scoring.get("grad_batches", 2)), seed, device, task)
             flops += cost
         for i in made:
             child = children[i]
             assert child is not None
             if method == "rung":
                 s, cost = rung_score(parent, child, parent_state, data, spec, float(scoring.get("rung_fraction", 0.25)),
-                                     seed, device)
+                                     seed, device, trainer, task)
             else:
-                g, cost = gradient_energy(child.network, data, spec, int(scoring.get("grad_batches", 2)), seed, device)
+                g, cost = gradient_energy(child.network, data, spec, int(scoring.get("grad_batches", 2)), seed, device,
+                                          task)
                 s = g - (base or 0.0)
             scores[i] = s
             flops += cost
@@ -149,20 +152,21 @@ def score_candidates(parent: Network, parent_state: ParamState | None, candidate
 
 
 def rung_score(parent: Network, child: Child, parent_state: ParamState | None, data: Data, spec: TrainSpec,
-               fraction: float, seed: int, device: str | torch.device = "cpu") -> tuple[float, int]:
+               fraction: float, seed: int, device: str | torch.device = "cpu", trainer: Any = None,
+               task: Task | None = None) -> tuple[float, int]:
     """Minus the validation loss of ``child`` after a rung of ``fraction`` of an epoch of its own
     continued training (the schedule and optimizer state it would continue with), and its cost."""
     steps_per_epoch = math.ceil(len(data.train) / spec.batch_size)
     steps = max(1, int(round(fraction * steps_per_epoch)))
     rung = replace(spec, epochs=1, max_steps=steps)
     trained, reps = train(child.network, data, rung, seed=seed, device=device,
-                          optimizer_state=carried_state(parent, child, parent_state))
-    loss = validation_loss(trained, data, spec.batch_size, device)
+                          optimizer_state=carried_state(parent, child, parent_state), trainer=trainer, task=task)
+    loss = validation_loss(trained, data, spec.batch_size, device, task)
     return -loss, reps[-1].train_flops + count(trained).flops * len(data.val)
 
 
 def gradient_energy(net: Network, data: Data, spec: TrainSpec, n_batches: int, seed: int,
-                    device: str | torch.device = "cpu") -> tuple[float, int]:
+                    device: str | torch.device = "cpu", task: Task | None = None) -> tuple[float, int]:
     """The summed squared gradient norm of the training loss over ``n_batches`` fixed training
     batches (train mode, no step taken), and its cost in multiply-adds."""
     module = compile_network(net).to(device).train()
@@ -172,7 +176,7 @@ def gradient_energy(net: Network, data: Data, spec: TrainSpec, n_batches: int, s
         if b >= n_batches:
             break
         module.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(module(x.to(device)), y.to(device))
+        loss = (task or Task()).loss_fn(module(x.to(device)), y.to(device))
         loss.backward()
         total += sum(float((p.grad.detach() ** 2).sum()) for p in module.parameters() if p.grad is not None)
         examples += len(y)
@@ -180,11 +184,13 @@ def gradient_energy(net: Network, data: Data, spec: TrainSpec, n_batches: int, s
 
 
 @torch.no_grad()
-def validation_loss(net: Network, data: Data, batch_size: int = 256, device: str | torch.device = "cpu") -> float:
-    """Mean cross-entropy of ``net`` on the validation split (eval mode)."""
+def validation_loss(net: Network, data: Data, batch_size: int = 256, device: str | torch.device = "cpu",
+                    task: Task | None = None) -> float:
+    """Mean training loss of the task (cross-entropy, MSE, L1) of ``net`` on the validation split (eval mode)."""
+    task = task if task is not None else Task()
     module = compile_network(net).to(device).eval()
     total, n = 0.0, 0
     for x, y in batches(data.val, batch_size):
-        total += float(F.cross_entropy(module(x.to(device)), y.to(device), reduction="sum"))
+        total += float(task.loss_fn(module(x.to(device)), y.to(device))) * len(y)
         n += len(y)
     return total / max(1, n)

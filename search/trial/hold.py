@@ -47,10 +47,10 @@ def bump_wake(path: Path) -> int:
 
 
 def hold_config(wake: Path, seen: int, max_wait: float, threads: int, data: Mapping[str, Any],
-                data_seed: int) -> dict[str, Any]:
+                data_seed: int, task: str = "classification") -> dict[str, Any]:
     """The Tune trial config of a hold (what the driver hands a free slot)."""
     return {HOLD: {"wake": str(wake), "seen": seen, "max_wait": max_wait, "threads": threads,
-                   "data": dict(data), "data_seed": data_seed}}
+                   "data": dict(data), "data_seed": data_seed, "task": task}}
 
 
 def hold(spec: Mapping[str, Any]) -> None:
@@ -61,7 +61,7 @@ def hold(spec: Mapping[str, Any]) -> None:
     seen = int(spec.get("seen", 0))
     try:
         if spec.get("data"):
-            data_for(spec["data"], int(spec.get("data_seed", 0)))
+            data_for(spec["data"], int(spec.get("data_seed", 0)), str(spec.get("task", "classification")))
     except Exception:  # the child that needs the data reports any problem with it
         pass
     while time.monotonic() - start < float(spec.get("max_wait", 20.0)):

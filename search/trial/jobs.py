@@ -15,7 +15,7 @@ from morphnas.search.state.population import Population, member_id
 from morphnas.search.state.records import Job, Proposal, SeedSource, TrialResult, as_job
 
 __all__ = ["Job", "SeedSource", "as_job", "child_job", "cycle_bounds", "data_fields", "environment", "fail_result",
-           "rerun", "seed_cycle", "seed_job", "train_fields"]
+           "plugin_fields", "rerun", "seed_cycle", "seed_job", "train_fields"]
 
 
 # ------------------------------------------------------------------------------ building jobs
@@ -75,7 +75,10 @@ def seed_cycle(seed: Any, k: int) -> tuple[int, int]:
 
 def data_fields(cfg: Config) -> dict[str, Any]:
     """The ``data:`` section as job fields, with its root made absolute (trials run elsewhere)."""
-    return {**dataclasses.asdict(cfg.data), "root": str(Path(cfg.data.root).expanduser().resolve())}
+    out = {**dataclasses.asdict(cfg.data), "root": str(Path(cfg.data.root).expanduser().resolve())}
+    if cfg.data.path:
+        out["path"] = str(Path(cfg.data.path).expanduser().resolve())
+    return out
 
 
 def environment(cfg: Config, root: Path, gpus: float, max_latency_ms: float | None) -> dict[str, Any]:
@@ -86,7 +89,19 @@ def environment(cfg: Config, root: Path, gpus: float, max_latency_ms: float | No
             "tolerance": cfg.verify.tolerance, "verify_dtype": cfg.verify.dtype,
             "threads": cfg.resources.cpus_per_trial, "gpus": gpus, "amp": cfg.resources.amp,
             "distill": dataclasses.asdict(cfg.finetune.distill),
-            "latency": {**dataclasses.asdict(cfg.latency), "max_ms": max_latency_ms}}
+            "latency": {**dataclasses.asdict(cfg.latency), "max_ms": max_latency_ms},
+            "task": dataclasses.asdict(cfg.task), "plugins": plugin_fields(cfg)}
+
+
+def plugin_fields(cfg: Config) -> dict[str, Any]:
+    """The user code a worker imports for this run (empty when the run uses none)."""
+    out: dict[str, Any] = {}
+    if cfg.trainer:
+        out.update(trainer=cfg.trainer, trainer_options=dict(cfg.trainer_options))
+    ops = [k for k in (cfg.actions.get("ops") or ()) if isinstance(k, str) and ":" in k]   # a mapping or a list
+    if ops:
+        out["ops"] = ops
+    return out
 
 
 def fail_result(job: Job, reason: str) -> TrialResult:

@@ -10,23 +10,20 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 from morphnas.morphism.compile import compile_network, sync_from_module
 from morphnas.morphism.errors import MorphnasError, did_you_mean
 from morphnas.morphism.graph import Network
 from morphnas.morphism.optstate import ParamState, load_optimizer_state_by_name, optimizer_state_by_name
 from morphnas.search.config import Schedule
-from morphnas.search.data.core import Data, Split, batches
+from morphnas.search.data.core import AnySplit, Data, batches
+from morphnas.search.data.task import MetricSums, Task
 from morphnas.search.trial.distill import Teacher
+from morphnas.search.trial.trainer import BuiltinTrainer, Diverged, EpochContext, TrainerError
 from morphnas.spaces.counting import count
-
-
-class Diverged(MorphnasError):
-    """The training loss became NaN or infinite."""
 
 
 class TrainError(MorphnasError):
@@ -106,65 +103,84 @@ def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
           on_epoch: Callable[[EpochReport, Network], None] | None = None,
           device: str | torch.device = "cpu", amp: bool = False,
           teacher: Teacher | None = None, optimizer_state: ParamState | None = None,
-          on_optimizer_state: Callable[[ParamState], None] | None = None) -> tuple[Network, list[EpochReport]]:
+          on_optimizer_state: Callable[[ParamState], None] | None = None,
+          trainer: Any = None, task: Task | None = None) -> tuple[Network, list[EpochReport]]:
     """Train a copy of ``net``; ``on_epoch(report, net_so_far)`` is called after every epoch. With a
     ``teacher`` (:mod:`.distill`: the parent, T and w) the loss mixes labels and the parent's soft outputs.
-    ``optimizer_state`` (by parameter name, :mod:`morphnas.morphism.optstate`) starts SGD with those
-    momentum buffers instead of none; ``on_optimizer_state(state)`` gets the state after every epoch,
-    before ``on_epoch``, so a lineage can continue from it."""
+    ``optimizer_state`` (by parameter name, :mod:`morphnas.morphism.optstate`) starts the optimizer with
+    those buffers instead of none; ``on_optimizer_state(state)`` gets the state after every epoch,
+    before ``on_epoch``, so a lineage can continue from it. ``trainer`` (:mod:`.trainer`) runs each
+    epoch (default: the built-in SGD epoch); ``task`` says the loss and the metric (default:
+    classification, cross-entropy, accuracy). ``EpochReport.val_acc`` is the task's *score* (the
+    metric, negated when lower is better: :class:`~morphnas.search.data.task.Metric`)."""
     device = torch.device(device)
+    task = task if task is not None else Task()
+    trainer = trainer if trainer is not None else BuiltinTrainer()
     if teacher is not None:
         teacher.to(device)
     module = compile_network(net).to(device)
-    opt = make_optimizer(module, spec)
-    if optimizer_state is not None:
-        load_optimizer_state_by_name(opt, module, optimizer_state)
     steps_per_epoch = math.ceil(len(data.train) / spec.batch_size)
     offset = spec.epoch_offset * steps_per_epoch
     total = max(1, (spec.total_epochs if spec.total_epochs is not None else spec.epochs) * steps_per_epoch)
-    flops_per_example = training_flops(net, 1, teacher.network if teacher is not None else None)
-    gen = torch.Generator().manual_seed(seed)
     use_amp = amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    ctx = EpochContext(data=data, task=task, spec=spec, device=device, generator=torch.Generator().manual_seed(seed),
+                       lr_at=lambda step: _lr(spec, offset + step, total, steps_per_epoch), teacher=teacher,
+                       amp=use_amp, scaler=torch.amp.GradScaler("cuda") if use_amp else None,
+                       max_steps=spec.max_steps)
+    ctx.optimizer = _optimizer(trainer, module, ctx)
+    if optimizer_state is not None:
+        load_optimizer_state_by_name(ctx.optimizer, module, optimizer_state)
+    flops_per_example = training_flops(net, 1, teacher.network if teacher is not None else None)
     reports: list[EpochReport] = []
-    step = examples = 0
+    examples = 0
     for epoch in range(1, spec.epochs + 1):
+        ctx.epoch = epoch
         module.train()
-        loss_sum, n_seen = 0.0, 0
-        for x, y in batches(data.train, spec.batch_size, shuffle=True, augment=data.augment, gen=gen):
-            if spec.max_steps is not None and step >= spec.max_steps:
-                break
-            lr = _lr(spec, offset + step, total, steps_per_epoch)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x, y = x.to(device), y.to(device)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = F.cross_entropy(module(x), y) if teacher is None else teacher.loss(module(x), x, y)
-            if not torch.isfinite(loss):
-                raise Diverged(f"training loss became {loss.item()} at epoch {epoch}, step {step + 1} "
-                               f"(lr {lr:.3g}); lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            step += 1
-            loss_sum += loss.item() * len(y)
-            n_seen += len(y)
-        acc = accuracy_module(module, data.val, spec.batch_size, device)
-        examples += n_seen
-        rep = EpochReport(epoch, loss_sum / max(1, n_seen), acc, _lr(spec, offset + step - 1, total, steps_per_epoch),
-                          step, flops_per_example * examples)
+        loss = _call(trainer, "train_epoch", module, ctx)
+        if isinstance(loss, bool) or not isinstance(loss, (int, float, torch.Tensor)) or \
+                (isinstance(loss, torch.Tensor) and loss.numel() != 1):
+            raise TrainerError(f"trainer {type(trainer).__name__}.train_epoch returned {type(loss).__name__}; "
+                               f"return the epoch's mean training loss as a number")
+        loss = float(loss)
+        ctx.check_finite(loss)
+        bad = next((n for n, p in module.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:
+            raise Diverged(f"parameter {bad!r} became NaN or infinite in epoch {epoch}; lower the learning rate")
+        value = _call(trainer, "evaluate", module, ctx) if hasattr(trainer, "evaluate") else ctx.evaluate(module)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            raise TrainerError(f"trainer {type(trainer).__name__}.evaluate returned {value!r}; return the validation "
+                               f"{task.metric.name} as a finite number")
+        examples += ctx.examples_seen
+        rep = EpochReport(epoch, loss, task.metric.score(float(value)), ctx.lr_at(ctx.step - 1), ctx.step,
+                          flops_per_example * examples)
         reports.append(rep)
         if on_optimizer_state is not None:
-            on_optimizer_state(optimizer_state_by_name(opt, module))
+            on_optimizer_state(optimizer_state_by_name(ctx.optimizer, module))
         if on_epoch is not None:
             on_epoch(rep, sync_from_module(net, module.cpu()))
             module.to(device)
     return sync_from_module(net, module.cpu()), reports
+
+
+def _optimizer(trainer: Any, module: torch.nn.Module, ctx: EpochContext) -> torch.optim.Optimizer:
+    if not hasattr(trainer, "configure_optimizer"):
+        return make_optimizer(module, ctx.spec)
+    opt = _call(trainer, "configure_optimizer", module, ctx)
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TrainerError(f"trainer {type(trainer).__name__}.configure_optimizer returned {type(opt).__name__}; "
+                           f"return a torch.optim.Optimizer over model.parameters()")
+    return opt
+
+
+def _call(trainer: Any, method: str, *args: Any) -> Any:
+    """A trainer's method; what it raises (other than our own errors) is one line naming it."""
+    try:
+        return getattr(trainer, method)(*args)
+    except (MorphnasError, torch.cuda.OutOfMemoryError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # the user's own code
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise TrainerError(f"trainer {type(trainer).__name__}.{method} raised {type(e).__name__}: {first}") from e
 
 
 def _lr(spec: TrainSpec, step: int, total: int, steps_per_epoch: int = 1) -> float:
@@ -186,7 +202,7 @@ def _lr(spec: TrainSpec, step: int, total: int, steps_per_epoch: int = 1) -> flo
 
 
 @torch.no_grad()
-def accuracy_module(module: torch.nn.Module, split: Split, batch_size: int = 256,
+def accuracy_module(module: torch.nn.Module, split: AnySplit, batch_size: int = 256,
                     device: str | torch.device = "cpu") -> float:
     module.eval()
     correct = 0
@@ -195,6 +211,22 @@ def accuracy_module(module: torch.nn.Module, split: Split, batch_size: int = 256
     return correct / max(1, len(split))
 
 
-def evaluate(net: Network, split: Split, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``net`` on ``split`` in eval mode."""
-    return accuracy_module(compile_network(net), split, batch_size)
+@torch.no_grad()
+def metric_value(net: Network, split: AnySplit, task: Task | None = None,
+                 target_scale: tuple[float, float] | None = None, batch_size: int = 256) -> float:
+    """The task's metric of ``net`` on ``split`` in eval mode, in the metric's own units."""
+    task = task if task is not None else Task()
+    module = compile_network(net).eval()
+    sums = MetricSums(task, target_scale)
+    for x, y in batches(split, batch_size):
+        sums.add(module(x), y)
+    return sums.value()
+
+
+def evaluate(net: Network, split: AnySplit, batch_size: int = 256, task: Task | None = None,
+             target_scale: tuple[float, float] | None = None) -> float:
+    """The *score* of ``net`` on ``split`` (top-1 accuracy for a classification; the metric
+    negated when lower is better), what the search maximises."""
+    if task is None or task.classification:
+        return accuracy_module(compile_network(net), split, batch_size)
+    return task.metric.score(metric_value(net, split, task, target_scale, batch_size))

@@ -28,7 +28,10 @@ from morphnas.morphism.errors import MorphnasError
 from morphnas.morphism.graph import Network
 from morphnas.morphism.serialize import load_network, save_network
 from morphnas.search.config import DataConfig
+from morphnas.morphism.ops import load_ops
 from morphnas.search.data.core import Data, load_data
+from morphnas.search.data.task import Task
+from morphnas.search.plugins import load_object
 from morphnas.search.state.records import TrialResult
 from morphnas.search.trial.child import make_child
 from morphnas.search.trial.distill import teacher_for
@@ -36,6 +39,7 @@ from morphnas.search.trial.grow import carried_state, load_optimizer_state, save
 from morphnas.search.trial.jobs import Job, as_job
 from morphnas.search.trial.latency import check_latency, measure_latency
 from morphnas.search.trial.train import TrainSpec, evaluate, train
+from morphnas.search.trial.trainer import check_trainer
 from morphnas.spaces.counting import count
 from morphnas.spaces.resolve import resolve_network
 
@@ -84,13 +88,23 @@ def failed_report(job: Job, e: BaseException, start: float) -> dict[str, Any]:
     return {METRIC: 0.0, "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())}
 
 
-def data_for(fields: Mapping[str, Any], seed: int) -> Data:
+def data_for(fields: Mapping[str, Any], seed: int, task: str = "classification") -> Data:
     """The data of this process' current run, loaded once per worker process (holds load it early)."""
-    key = json.dumps([fields, seed], sort_keys=True)
+    key = json.dumps([fields, seed, task], sort_keys=True, default=str)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()
-        _DATA_CACHE[key] = load_data(DataConfig(**fields), seed=seed)
+        _DATA_CACHE[key] = load_data(DataConfig(**fields), seed=seed, task=task)
     return _DATA_CACHE[key]
+
+
+def trainer_for(plugins: Mapping[str, Any]) -> Any:
+    """The job's trainer object (None: the built-in loop); its ops are imported too."""
+    if plugins.get("ops"):
+        load_ops(list(plugins["ops"]))
+    path = plugins.get("trainer")
+    if not path:
+        return None
+    return check_trainer(load_object(path, "trainer"), path, plugins.get("trainer_options"))
 
 
 def clear_data_cache() -> None:
@@ -105,6 +119,9 @@ def build_seed(job: Job, data: Data) -> Network:
         raise MorphnasError(f"job of member {job.member_id}: a seed job needs 'seed' (network or checkpoint)")
     if s.checkpoint:
         net = load_network(s.checkpoint)
+    elif len(data.input_shape) == 1:       # tabular: the seed takes the number of features
+        net = resolve_network(s.network, num_classes=data.num_classes, seed=job.net_seed,
+                              features=data.input_shape[0])
     else:
         net = resolve_network(s.network, num_classes=data.num_classes, seed=job.net_seed,
                               input_size=data.input_shape[-1])
@@ -114,7 +131,8 @@ def build_seed(job: Job, data: Data) -> Network:
                             f"{data.input_shape[0]}-channel images")
     out = net.shapes()[net.output_blob]
     if tuple(out) != (data.num_classes,):
-        raise MorphnasError(f"seed network outputs {tuple(out)} but the data has {data.num_classes} classes")
+        what = "classes" if data.task == "classification" else "target value(s) per item"
+        raise MorphnasError(f"seed network outputs {tuple(out)} but the data has {data.num_classes} {what}")
     return net
 
 
@@ -123,7 +141,9 @@ def execute(job: Job | Mapping[str, Any], report: Callable[[dict[str, Any]], Non
     """Run one job (or its JSON) in this process: the trainable's body, also used by tests and benchmarks."""
     job = as_job(job)
     start = time.time() if start is None else start
-    data = data_for(job.data, job.data_seed)
+    task = Task.from_json(job.task)
+    data = data_for(job.data, job.data_seed, task.type)
+    trainer = trainer_for(job.plugins)
     member_dir = Path(job.run_dir) / job.member_path
     records: tuple[dict[str, Any], ...] = ()
     err = None
@@ -143,7 +163,7 @@ def execute(job: Job | Mapping[str, Any], report: Callable[[dict[str, Any]], Non
         if job.proposal.candidates:     # a growth point: score the candidates, keep the best
             scored = score_candidates(parent, parent_state, job.proposal.candidates, data, spec, job.proposal.scoring,
                                       seed=job.train_seed, tolerance=job.tolerance, verify_dtype=job.verify_dtype,
-                                      device=device)
+                                      device=device, trainer=trainer, task=task)
             child = scored.child
             extra["grow"] = scored.to_json(str(job.proposal.scoring.get("method", "rung")))
             flops_spent += scored.flops
@@ -173,18 +193,21 @@ def execute(job: Job | Mapping[str, Any], report: Callable[[dict[str, Any]], Non
         final = rep.epoch == spec.epochs
         if final and latency is not None:   # measured again after training; the faster figure counts
             latency = min(latency, _measure(trained, job, device))
-        report({METRIC: rep.val_acc, "epoch": rep.epoch, "train_loss": rep.train_loss, "steps": rep.steps,
-                "final": final, "trial_result": json.dumps(result(rep.epoch).to_json())})
+        report({METRIC: rep.val_acc, task.metric.name: task.metric.value(rep.val_acc), "epoch": rep.epoch,
+                "train_loss": rep.train_loss, "steps": rep.steps, "final": final,
+                "trial_result": json.dumps(result(rep.epoch).to_json())})
 
     if spec.epochs == 0 or (job.kind == "seed" and job.seed is not None and job.seed.checkpoint):
-        history.append(evaluate(net, data.val))
+        history.append(evaluate(net, data.val, task=task, target_scale=data.target_scale))
         save_network(net, member_dir)
         res = result(0)
-        report({METRIC: history[-1], "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())})
+        report({METRIC: history[-1], task.metric.name: task.metric.value(history[-1]), "epoch": 0, "final": True,
+                "trial_result": json.dumps(res.to_json())})
         return res
     teacher = teacher_for(parent, job.distill, list(records)) if parent is not None else None
     train(net, data, spec, seed=job.train_seed, on_epoch=on_epoch, device=device, amp=bool(job.amp), teacher=teacher,
-          optimizer_state=opt_state, on_optimizer_state=lambda s: latest.__setitem__("state", s))
+          optimizer_state=opt_state, on_optimizer_state=lambda s: latest.__setitem__("state", s), trainer=trainer,
+          task=task)
     return result(spec.epochs)
 
 

@@ -14,18 +14,21 @@ processes of exactly that recorded session (never another Ray session) before st
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Callable, Protocol
 
 from morphnas.morphism.errors import MorphnasError
-from morphnas.search.config import Config
+from morphnas.search.config import TRACKERS, Config
+from morphnas.search.plugins import load_object, provided
 from morphnas.search.state.rundir import RunDir
 from morphnas.search.trial.worker import METRIC
 from morphnas.search.tune import adapters
@@ -75,6 +78,7 @@ class TuneSession:
                 ray.init(address=self.cfg.ray.address, **kw)
             else:
                 end_dead_session(self.run_dir.root)
+                share_import_paths()
                 ray.init(address="local", num_cpus=self.cfg.ray.num_cpus, **kw)
                 record_session(self.run_dir.root)
             self._started_ray = True
@@ -110,13 +114,15 @@ class TuneSession:
                                       grace_period=self.cfg.ray.grace_period,
                                       reduction_factor=self.cfg.ray.reduction_factor)
         tuner = tune.Tuner(
-            trainable_with_resources(self.cfg.resources.cpus_per_trial, self.gpus),
+            trainable_with_resources(self.cfg.resources.cpus_per_trial, self.gpus, provided()),
             tune_config=tune.TuneConfig(search_alg=adapters.MorphSearcher(driver), scheduler=scheduler,
                                         num_samples=max(1, num_samples), max_concurrent_trials=self.concurrent,
                                         reuse_actors=True, trial_dirname_creator=adapters.trial_dirname,
                                         trial_name_creator=adapters.trial_dirname),
             run_config=tune.RunConfig(name=name, storage_path=str(self.run_dir.ray),
-                                      stop=adapters.InterruptStopper(driver), callbacks=[adapters.ErrorCallback(driver), adapters.quiet_progress()],
+                                      stop=adapters.InterruptStopper(driver),
+                                      callbacks=[adapters.ErrorCallback(driver), adapters.quiet_progress(),
+                                                 *make_callbacks(self.cfg)],
                                       verbose=0,
                                       # run_trial turns every exception into a FAIL report, so only a dying
                                       # worker or node reaches Tune as an error: a retry re-runs that job.
@@ -131,6 +137,44 @@ class TuneSession:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+
+
+def share_import_paths() -> None:
+    """Put the driver's own import folders (the working directory, the script's folder, PYTHONPATH)
+    on the PYTHONPATH of the local Ray workers it starts, so a user's ``package.module:name`` imports
+    there as it does here. A cluster's nodes need the package installed (or a runtime_env)."""
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    for p in [os.getcwd(), *sys.path[:1]]:
+        p = os.path.abspath(p or os.getcwd())
+        if p not in parts and os.path.isdir(p):
+            parts.append(p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(parts)
+
+
+def make_callbacks(cfg: Config) -> list[Any]:
+    """Ray Tune logger callbacks of ``ray.callbacks`` (names or import paths) with their
+    ``ray.callback_options``; a tracker whose package is missing is one line saying what to install."""
+    out = []
+    for name in cfg.ray.callbacks:
+        options = dict(cfg.ray.callback_options.get(name) or {})
+        if ":" in name:
+            cls = load_object(name, "ray.callbacks")
+        else:
+            module, attr = TRACKERS[name]
+            try:
+                cls = getattr(importlib.import_module(module), attr)
+            except ImportError as e:
+                raise ClusterError(f"ray.callbacks: {name!r} needs a package that is not installed ({e}); "
+                                   f"install it (e.g. pip install {name if name != 'tensorboard' else 'tensorboardX'}) "
+                                   f"or drop it from ray.callbacks") from None
+        try:
+            cb = cls(**options)
+        except Exception as e:  # the tracker's own constructor (bad option, missing login)
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise ClusterError(f"ray.callbacks: {name!r} with ray.callback_options {options} raised "
+                               f"{type(e).__name__}: {first}") from None
+        out.append(cb)
+    return out
 
 
 def _signal_handler(driver: SessionDriver) -> Callable[[int, FrameType | None], None]:

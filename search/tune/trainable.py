@@ -15,13 +15,18 @@ from typing import Any
 import torch
 from ray import tune
 
+from morphnas.search.plugins import provide
 from morphnas.search.trial.hold import HOLD, hold
 from morphnas.search.trial.jobs import as_job
 from morphnas.search.trial.worker import execute, failed_report, where
 
 
-def run_trial(config: dict[str, Any]) -> None:
-    """Reports once per epoch; never raises for a failed trial."""
+def run_trial(config: dict[str, Any], provided: dict[str, Any] | None = None) -> None:
+    """Reports once per epoch; never raises for a failed trial. ``provided`` are the objects a
+    Python caller handed over (``python:<name>`` -> object, :mod:`morphnas.search.plugins`), put
+    in the object store by Tune and installed in this worker before the job runs."""
+    for name, obj in (provided or {}).items():
+        provide(name, obj)
     if HOLD in config:
         hold(config[HOLD])
         return
@@ -35,6 +40,8 @@ def run_trial(config: dict[str, Any]) -> None:
         tune.report(failed_report(job, e, start))
 
 
-def trainable_with_resources(cpus: int, gpus: float):
-    """The trainable with the resources of one trial (Tune places trials by them)."""
-    return tune.with_resources(run_trial, {"cpu": cpus, "gpu": gpus})
+def trainable_with_resources(cpus: int, gpus: float, provided: dict[str, Any] | None = None):
+    """The trainable with the resources of one trial (Tune places trials by them), and the objects
+    handed over from Python, if any (``tune.with_parameters``: stored once, shared by all trials)."""
+    trainable = tune.with_parameters(run_trial, provided=provided) if provided else run_trial
+    return tune.with_resources(trainable, {"cpu": cpus, "gpu": gpus})
