@@ -2,16 +2,12 @@
 counts (params, MACs, depth) computed independently of ``spaces/counting.py``."""
 from __future__ import annotations
 
-import torch
-
 from morphnas.morphism.graph import Network
+# The tolerances and comparisons are the conformance check's own (check_conformance uses them too).
+from morphnas.morphism.ops._conformance import F32_TOL, F64_TOL, rel_err, same_tensors  # noqa: F401
 from morphnas.morphism.perturb import perturb
-from morphnas.morphism.verify import output_diff
 from morphnas.spaces.registry import create_network
 from morphnas.spaces.seeds.builders import imagenet_resnet
-
-F64_TOL = 1e-10
-F32_TOL = 1e-5
 
 # Seeds the conformance suite runs on, each small enough to check many sites quickly. resnet20 runs
 # on 8x8 inputs (same layers, 1/16 of the pixels); the ImageNet-style net is resnet18's layout on
@@ -30,18 +26,6 @@ NETS = {
 def perturbed_net(name: str, seed: int = 0) -> Network:
     """A seed network with random BN statistics/affine and activation slopes (like a trained one)."""
     return perturb(NETS[name](), seed=seed)
-
-
-def rel_err(a: Network, b: Network, dtype: torch.dtype, batch: int = 2, seed: int = 0) -> float:
-    return output_diff(a, b, dtype=dtype, batch=batch, seed=seed).rel_err
-
-
-def same_tensors(a: Network, b: Network) -> bool:
-    """Same edges (names, ends, layers) and bit-identical tensors."""
-    if [(e.name, e.src, e.dst, e.layer) for e in a.edges()] != [(e.name, e.src, e.dst, e.layer) for e in b.edges()]:
-        return False
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 # ---------------------------------------------------------------------------------- counting by definition

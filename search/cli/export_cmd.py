@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a run's network as spec + weights + a torch-only loader",
                        description="Write a member (default: the best finished trial) as model.json + weights.pt "
                                    "+ load_model.py (needs only torch), check that it reproduces the member's "
-                                   "outputs, optionally also as TorchScript and torch.export files.")
+                                   "outputs, optionally also as TorchScript, torch.export and ONNX files.")
     p.add_argument("run_dir", metavar="RUN", help="run directory (runs/<name>) or run name")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--trial", type=int, default=None, metavar="N",
@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
                    help="export the K validation-best members as one model (their probabilities averaged)")
     p.add_argument("--torchscript", action="store_true", help="also write model.torchscript.pt (torch.jit.trace)")
     p.add_argument("--torch-export", action="store_true", help="also write model.pt2 (torch.export)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write model.onnx (opset 17, dynamic batch) and check it with onnxruntime "
+                        "(pip install 'morphnas[onnx]')")
     p.add_argument("--tol", default="1e-5", help="relative tolerance of the reproduction check")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
@@ -73,11 +76,13 @@ def _values(run_dir: RunDir, row: "Row") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from morphnas.search.export.exporter import export_run  # lazy: Optuna, only when a run is read
+    from morphnas.search.export.exporter import export_run, onnx_modules  # lazy: Optuna, only when a run is read
 
     if args.trial is not None and args.trial < 0:
         raise CLIError(f"--trial must be a trial number >= 0, got {args.trial}")
     tol = positive_float(args.tol, "--tol")
+    if args.onnx:
+        onnx_modules()  # one line naming the extra, before the run is read
     run_dir = open_run(args.run_dir)
     if args.ensemble is not None:
         return run_ensemble(args, run_dir, tol)
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     check_member_path(run_dir, trial)
     with atomic_dir(target, "-o") as tmp:
         result, row = export_run(run_dir, tmp, trial=trial, torchscript=args.torchscript,
-                                 torch_export=args.torch_export, tol=tol)
+                                 torch_export=args.torch_export, onnx=args.onnx, tol=tol)
     result = dataclasses.replace(result, directory=target)
     if args.json:
         print(json.dumps({**result.to_json(), "trial": row.trial, "member": row.member_id}, indent=1))
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_ensemble(args: argparse.Namespace, run_dir: RunDir, tol: float) -> int:
-    """``--ensemble K``: the K validation-best members as one averaged model."""
+    """``--ensemble K``: the K validation-best members as one averaged model (``--onnx``: also as one ONNX graph)."""
     from morphnas.search.export.exporter import export_ensemble  # lazy: Optuna, only when a run is read
     if args.ensemble < 1:
         raise CLIError(f"--ensemble must be a number of members >= 1, got {args.ensemble}")
@@ -109,13 +114,14 @@ def run_ensemble(args: argparse.Namespace, run_dir: RunDir, tol: float) -> int:
                        "and --torchscript/--torch-export")
     target = check_output(args.output, args.force, "-o")
     with atomic_dir(target, "-o") as tmp:
-        result, rows = export_ensemble(run_dir, tmp, args.ensemble, tol=tol)
+        result, rows = export_ensemble(run_dir, tmp, args.ensemble, tol=tol, onnx=args.onnx)
     result = dataclasses.replace(result, directory=target)
     if args.json:
         print(json.dumps({**result.to_json(), "members": [r.member_id for r in rows]}, indent=1))
         return 0
     print(f"exported an ensemble of {len(rows)} member(s) ({', '.join(f'{r.member_id} val_acc {r.val_acc:.4f}' for r in rows)}) "
           f"to {result.directory}")
-    print(f"check: max_abs_err={result.max_abs_err:.3e} rel_err={result.rel_err:.3e}")
+    print(f"check: max_abs_err={result.max_abs_err:.3e} rel_err={result.rel_err:.3e}"
+          + "".join(f", {k} rel_err={v:.3e}" for k, v in result.checks.items()))
     print(f"load with: python {result.directory}/load_model.py {result.directory} --check")
     return 0

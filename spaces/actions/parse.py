@@ -8,6 +8,12 @@ are checked against its ``Params`` and every listed value goes through the op's 
 ``parse_params`` (a domain the op would refuse fails at config time, not mid-search). Every error
 is one :class:`~.errors.ActionSpaceError` line naming the key (``actions.ops.widen.factor``), the
 value and the fix; unknown keys and ops get a did-you-mean.
+
+A key of ``ops`` that contains ``:`` is a user's own op, ``"package.module:ClassName"``: it is loaded
+with :func:`~morphnas.morphism.ops.load_op` (imported and registered) and from then on is the op's
+registered name, its domains checked by its own ``parse_params`` as for a built-in op. The paths are
+kept (:attr:`ParsedActions.op_paths`) so the op can be loaded again elsewhere: a worker process calls
+``load_ops`` with them, and the resolved config writes the path back as the op's key.
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from morphnas.morphism.errors import MorphnasError, did_you_mean
-from morphnas.morphism.ops import OpRegistry, default_registry
+from morphnas.morphism.ops import OpRegistry, default_registry, load_op
 from morphnas.morphism.schema import SchemaError, build, rule
 from morphnas.spaces.actions.sites import Where, any_or_mapping
 from morphnas.spaces.actions.types import Constraints, Domain, OpSpace
@@ -87,6 +93,8 @@ class ParsedActions:
     actions_per_child: tuple[int, int]
     constraints: Constraints
     max_tries: int
+    # user ops given by import path: registered name -> "package.module:ClassName", in config order
+    op_paths: dict[str, str] = field(default_factory=dict)
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:
@@ -124,9 +132,32 @@ def parse_actions(raw: Any, registry: OpRegistry | None = None, path: str = "act
         raise ActionSpaceError(f"config key '{path}.ops' must be a non-empty mapping (op -> parameter domains) "
                                f"or list, got {raw['ops']!r}; enable at least one of: {', '.join(reg.names())}")
     where = cfg.where or Where()
-    ops = [_parse_op(reg, name, spec, where, f"{path}.ops.{name}") for name, spec in cfg.ops.items()]
+    ops: list[OpSpace] = []
+    op_paths: dict[str, str] = {}
+    keys: dict[str, Any] = {}   # registered name -> the key that enabled it
+    for key, spec in cfg.ops.items():
+        key_path = f"{path}.ops.{key}"
+        name = _load_user_op(reg, key, key_path) if isinstance(key, str) and ":" in key else key
+        if name in keys:
+            raise ActionSpaceError(f"config key {key_path!r} enables op {name!r} a second time (also as "
+                                   f"{keys[name]!r}); list each op once")
+        keys[name] = key
+        if name != key:
+            op_paths[name] = key
+        ops.append(_parse_op(reg, name, spec, where, key_path))
     lo, hi = cfg.actions_per_child
-    return ParsedActions(ops, (lo, hi), cfg.constraints or Constraints(), cfg.max_tries)
+    return ParsedActions(ops, (lo, hi), cfg.constraints or Constraints(), cfg.max_tries, op_paths)
+
+
+def _load_user_op(reg: OpRegistry, op_path: str, key_path: str) -> str:
+    """Load the user op named by the import path ``op_path`` (an ``ops`` key); return its registered name."""
+    try:
+        name = load_op(op_path)
+    except MorphnasError as e:
+        raise ActionSpaceError(f"config key {key_path!r}: {e}") from None
+    if name not in reg:   # a registry of the caller's own: the op joins it for this space's look-ups
+        reg.register(default_registry().get(name))
+    return name
 
 
 def _parse_op(reg: OpRegistry, name: str, spec: Any, where: Where, path: str) -> OpSpace:
@@ -163,10 +194,14 @@ def _parse_op(reg: OpRegistry, name: str, spec: Any, where: Where, path: str) ->
 
 
 def resolved_config(ops: list[OpSpace], actions_per_child: tuple[int, int], constraints: Constraints,
-                    max_tries: int) -> dict[str, Any]:
-    """The resolved ``actions:`` mapping (what a run directory's config.yaml records); parses back the same."""
+                    max_tries: int, op_paths: dict[str, str] | None = None) -> dict[str, Any]:
+    """The resolved ``actions:`` mapping (what a run directory's config.yaml records); parses back the same.
+
+    A user op (``op_paths``: registered name -> import path) is keyed by its import path, so the
+    config loads it again in any process."""
+    paths = op_paths or {}
     return {
-        "ops": {o.op: {**{k: d.to_config() for k, d in o.domains.items()}, "weight": o.weight,
+        "ops": {paths.get(o.op, o.op): {**{k: d.to_config() for k, d in o.domains.items()}, "weight": o.weight,
                        "where": o.where.to_json()} for o in ops},
         "actions_per_child": list(actions_per_child),
         "constraints": {k: v for k, v in dataclasses.asdict(constraints).items() if v is not None},

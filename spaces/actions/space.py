@@ -14,7 +14,10 @@ An :class:`ActionSpace` is the ``actions:`` part of a search config::
       max_tries: 50
 
 A parameter domain is a scalar (fixed), a list (choices) or ``{low, high}`` (an int or float
-range). ``ops`` may also be a plain list of op names (every parameter at its default).
+range). ``ops`` may also be a plain list of op names (every parameter at its default). A key
+``"package.module:ClassName"`` enables a user's own op (loaded and registered by
+:func:`~morphnas.morphism.ops.load_op`); actions name it by its registered name, and
+:attr:`ActionSpace.op_paths` lists the paths a worker process loads (``load_ops``) before it makes children.
 
 This class is the one entry point; the work is done by single-purpose modules: parsing
 (:mod:`.action_parse`), costs and sites (:mod:`.action_core`), random sampling
@@ -23,7 +26,8 @@ This class is the one entry point; the work is done by single-purpose modules: p
 """
 from __future__ import annotations
 
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -39,15 +43,28 @@ from morphnas.spaces.actions.types import Action, Domain, Sample
 class ActionSpace(SpaceCore):
     """Enabled ops + domains + constraints; samples valid actions for a network from an explicit rng."""
 
+    # user ops enabled by import path: registered name -> "package.module:ClassName" (set by from_dict)
+    _user_op_paths: Mapping[str, str] = MappingProxyType({})
+
     @classmethod
     def from_dict(cls, d: Any, registry: OpRegistry | None = None, path: str = "actions") -> "ActionSpace":
         """Build from the ``actions:`` mapping of a search config; errors name the key and a close match."""
         p = parse_actions(d, registry, path)
-        return cls(p.ops, p.actions_per_child, p.constraints, p.max_tries, registry or default_registry())
+        space = cls(p.ops, p.actions_per_child, p.constraints, p.max_tries, registry or default_registry())
+        space._user_op_paths = MappingProxyType(dict(p.op_paths))
+        return space
+
+    @property
+    def op_paths(self) -> tuple[str, ...]:
+        """The import paths of the user ops this space enables, in config order: what a worker process
+        passes to :func:`~morphnas.morphism.ops.load_ops` before it makes children (actions name
+        those ops by their registered names)."""
+        return tuple(self._user_op_paths.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config (what a run directory's config.yaml records)."""
-        return resolved_config(self.ops, self.actions_per_child, self.constraints, self.max_tries)
+        """The resolved config (what a run directory's config.yaml records); user ops keyed by import path."""
+        return resolved_config(self.ops, self.actions_per_child, self.constraints, self.max_tries,
+                               dict(self._user_op_paths))
 
     def sample(self, net: Network, rng: np.random.Generator) -> list[Action]:
         """Valid actions for ``net`` (each one applied and checked); see :meth:`sample_proposal`."""
