@@ -22,6 +22,7 @@ _API = {
     "SearchResult": "morphnas.search.api", "Datasets": "morphnas.search.data.user",
     "Trainer": "morphnas.search.trial.trainer", "EpochContext": "morphnas.search.trial.trainer",
     "Config": "morphnas.search.config", "load_config": "morphnas.search.config",
+    "MorphnasError": "morphnas.morphism.errors",
 }
 __all__ = ["__version__", *_API]
 

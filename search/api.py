@@ -38,7 +38,8 @@ from morphnas.search.plugins import PYTHON_PREFIX, path_of, provide
 from morphnas.search.run.driver import Driver
 from morphnas.search.run.preflight import preflight
 from morphnas.search.run.resume import apply_resume_overrides
-from morphnas.search.state.rundir import RunDir, open_run as open_run_dir
+from morphnas.search.state.rundir import RunDir
+from morphnas.search.state.rundir import open_run as open_run_dir
 from morphnas.search.state.runstate import RunState
 from morphnas.search.study.leaderboard import Leaderboard
 from morphnas.search.study.rows import Row

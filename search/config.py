@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
-from morphnas.morphism.schema import SchemaError, build, duration, rule
 from morphnas.morphism.errors import did_you_mean
+from morphnas.morphism.schema import SchemaError, build, duration, rule
 from morphnas.search.data.registry import check_dataset_name
 from morphnas.search.data.task import TASKS, Task, TaskError
 from morphnas.search.errors import ConfigError

@@ -65,7 +65,7 @@ def results(run: RunDir, multi: bool = False) -> list[TrialResult]:
 def make_fake_run(root: Path, name: str = "fake", multi: bool = False, publish: bool = True):
     """Write config.yaml, the members and the study; returns (run, leaderboard, results)."""
     run = RunDir.at(root / name).make()
-    run.config_path.write_text(f"name: {name}\nstrategy: hill_climb\n")
+    run.config_path.write_text(f"name: {name}\nstrategy: {{name: hill_climb}}\n")
     directions = ["maximize", "minimize"] if multi else ["maximize"]
     names = ["val_acc", "params"] if multi else ["val_acc"]
     lb = Leaderboard.for_run(run, directions, names, search_space=SEARCH_SPACE)

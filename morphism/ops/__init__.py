@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from ._conformance import ConformanceError, check_conformance
 from ._user import OpLoadError, load_op, load_ops
-from .base import (MorphOp, MorphRecord, OpRegistrationError, OpRegistry, apply_op, default_registry, register_op,
-                   registered, replay, zero_fraction)
+from .base import (
+                   MorphOp,
+                   MorphRecord,
+                   OpRegistrationError,
+                   OpRegistry,
+                   apply_op,
+                   default_registry,
+                   register_op,
+                   registered,
+                   replay,
+                   zero_fraction,
+)
 
 __all__ = ["ConformanceError", "MorphOp", "MorphRecord", "OpLoadError", "OpRegistrationError", "OpRegistry",
            "apply_op", "check_conformance", "default_registry", "load_op", "load_ops", "register_op",

@@ -19,8 +19,8 @@ from ..identity import ACT_CHOICES, bn_identity_params, identity_activation
 from ..layers import BatchNorm2d, Conv2d, Identity, Pad
 from ..solver.decompose import decompose, min_dense_width
 from ..solver.linsolve import is_centre_only
-from ._splice import Splicer
 from ._sites import feature_channels, require_edge, require_sum_join
+from ._splice import Splicer
 
 ACTS = (*ACT_CHOICES, "none")
 MODES = ("auto", "dense", "sparse", "approx")

@@ -23,9 +23,9 @@ from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Activation, PAct, PReLU
 from ..runtime import ACTIVATIONS
-from ._splice import insert_after_blob
-from ._sites import require_blob, require_edge
 from ..schema import rule
+from ._sites import require_blob, require_edge
+from ._splice import insert_after_blob
 from .base import MorphOp, register_op, registered
 
 

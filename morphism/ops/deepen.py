@@ -27,14 +27,13 @@ import numpy as np
 
 from ..errors import NotApplicable
 from ..graph import Network
-from ..layers import Conv2d, Linear, Pad
-from ..solver.decompose import (decompose, dense_capacity_ok, min_dense_width, recommended_dense_width,
-                                sparse_ok)
-from ..solver.linsolve import is_centre_only
 from ..identity import ACT_CHOICES, identity_activation, identity_bn
+from ..layers import Conv2d, Linear, Pad
 from ..schema import rule
-from ._splice import Splicer, slot
+from ..solver.decompose import decompose, dense_capacity_ok, min_dense_width, recommended_dense_width, sparse_ok
+from ..solver.linsolve import is_centre_only
 from ._sites import require_edge
+from ._splice import Splicer, slot
 from .base import MAX_KERNEL, MAX_NOISE, MAX_WIDTH, MorphOp, odd_kernels, register_op, registered
 
 

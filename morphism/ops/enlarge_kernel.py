@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Conv2d
-from ._sites import require_edge
 from ..schema import rule
+from ._sites import require_edge
 from .base import MAX_KERNEL, MAX_NOISE, MorphOp, register_op, registered, zero_fraction
 
 

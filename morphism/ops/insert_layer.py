@@ -19,12 +19,12 @@ import torch
 
 from ..errors import NotApplicable, PreservationError
 from ..graph import Edge, Network
-from ..layers import Conv2d, LayerSpec
-from ..solver.decompose import well_conditioned
 from ..identity import ACT_CHOICES, identity_activation, identity_bn
+from ..layers import Conv2d, LayerSpec
 from ..schema import rule
-from ._splice import feature_blob_sites, insert_after_blob
+from ..solver.decompose import well_conditioned
 from ._sites import require_blob
+from ._splice import feature_blob_sites, insert_after_blob
 from .base import MAX_KERNEL, MorphOp, odd_kernels, register_op, registered, zero_fraction
 
 

@@ -24,10 +24,10 @@ from typing import Any, Literal
 import numpy as np
 
 from ..graph import Network
-from ._sites import join_problem
 from ..layers import Identity
 from ..schema import rule
 from ._paths import ACTS, check_path_site, insert_path_edges, record_fields
+from ._sites import join_problem
 from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op, registered
 
 

@@ -23,13 +23,13 @@ import numpy as np
 
 from ..errors import NotApplicable
 from ..graph import Network
-from ._sites import join_problem, require_sum_join
 from ..layers import Conv2d
 from ..module import as_module_spec, check_conv, morph_to_module
 from ..module.reduce import reduce_module
 from ..module.solve import ITERATIONS, check_solve_size, initial_widths
 from ..module.spec import ModuleSpec
 from ..schema import rule
+from ._sites import join_problem, require_sum_join
 from .base import MorphOp, register_op, registered, zero_fraction
 
 MAX_ITERATIONS = 100_000

@@ -23,10 +23,10 @@ import numpy as np
 from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Identity
-from ._sites import feature_channels, join_problem
-from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op, registered
 from ..schema import rule
 from ._paths import ACTS, check_path_site, insert_path_edges, record_fields
+from ._sites import feature_channels, join_problem
+from .base import MAX_KERNEL, MAX_WIDTH, MorphOp, odd_kernels, register_op, registered
 
 
 @register_op

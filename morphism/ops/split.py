@@ -17,8 +17,8 @@ import torch
 from ..errors import NotApplicable
 from ..graph import Network
 from ..layers import Conv2d, Linear
-from ._sites import join_problem, require_edge, require_sum_join
 from ..schema import rule
+from ._sites import join_problem, require_edge, require_sum_join
 from .base import MorphOp, register_op, registered, zero_fraction
 
 MODES = ("scale", "random")

@@ -6,6 +6,7 @@ The rules of what ``--set`` may change live in :mod:`morphnas.search.run.resume`
 from __future__ import annotations
 
 import argparse
+
 from morphnas.search.api import resume
 from morphnas.search.cli.registry import register_command
 from morphnas.search.run.resume import BEFORE_SEED, RESUMABLE

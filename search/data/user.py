@@ -1,7 +1,7 @@
 """Your own data: ``data.dataset: "package.module:factory"`` (or, from Python, the factory itself).
 
 The factory is called with ``data.options`` as keyword arguments and returns a :class:`Datasets`
-(or a mapping with its fields, or a ``(train, val, test)`` tuple): torch ``Dataset`` objects
+(or a mapping with its fields, a ``(train, val, test)`` tuple, or one ``Dataset`` to train on): torch ``Dataset`` objects
 whose items are ``(input, target)`` pairs, plus what the search must know and cannot guess. What
 it leaves out is inferred from the first training item: the input shape from the input, the
 number of outputs from the labels (classification: the largest label + 1) or the target's size
@@ -88,6 +88,8 @@ def _call(factory: Any, cfg: DataSettings) -> Datasets:
         return Datasets(**out)
     if isinstance(out, (tuple, list)) and 1 <= len(out) <= 3:
         return Datasets(*out)
+    if as_dataset(out):           # one Dataset: the training set (val and test are carved out of it)
+        return Datasets(train=out)
     raise DataError(f"data.dataset {name!r} returned {type(out).__name__}; return morphnas.Datasets(train=..., "
                     f"val=..., test=...) (or a (train, val, test) tuple) of torch Datasets")
 

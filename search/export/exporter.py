@@ -48,6 +48,7 @@ from morphnas.morphism.layer_json import spec_to_json
 from morphnas.morphism.serialize import load_network
 from morphnas.search.config import DataConfig, load_config
 from morphnas.search.data.core import load_data
+from morphnas.search.data.task import Task
 from morphnas.search.state.rundir import RunDir
 from morphnas.search.study.leaderboard import Leaderboard, LeaderboardError
 
@@ -348,7 +349,8 @@ ENSEMBLE_FORMAT, ENSEMBLE_VERSION = "morphnas-ensemble", 1
 
 def export_ensemble(run: RunDir, out_dir: str | Path, k: int, *, batch: int = 2, seed: int = 0,
                     tol: float = 1e-5, onnx: bool = False) -> tuple[ExportResult, list[Any]]:
-    """The ``k`` validation-best finished members of the run as one model: their probabilities averaged.
+    """The ``k`` validation-best finished members of the run as one model: their probabilities averaged
+    (a regression's: their outputs averaged, ``combine: mean``).
 
     Each member is exported (and checked) into ``members/<id>/``; ``ensemble.json`` lists them, and
     the top-level ``load_model.py`` loads the ensemble as one ``nn.Module`` whose output is the log of
@@ -382,7 +384,8 @@ def export_ensemble(run: RunDir, out_dir: str | Path, k: int, *, batch: int = 2,
     shapes = {tuple(n.input_shape) for n in nets}
     if len(shapes) != 1:
         raise ExportError(f"--ensemble {k}: the members take different inputs {sorted(shapes)}")
-    spec = {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION, "combine": "mean_softmax",
+    combine = "mean" if _is_regression(preprocess) else "mean_softmax"
+    spec = {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION, "combine": combine,
             "members": [r.member_id for r in rows], "input_shape": list(nets[0].input_shape),
             "preprocess": preprocess, "member_info": [{"trial": r.trial, "member_id": r.member_id,
                                                        "val_acc": r.val_acc, "params": r.params} for r in rows]}
@@ -390,6 +393,8 @@ def export_ensemble(run: RunDir, out_dir: str | Path, k: int, *, batch: int = 2,
     modules = [compile_network(n).eval() for n in nets]
 
     def reference(x: torch.Tensor) -> torch.Tensor:
+        if combine == "mean":  # a regression: the members' predictions averaged
+            return sum(m(x) for m in modules) / len(modules)
         return torch.log(sum(torch.softmax(m(x), dim=1) for m in modules) / len(modules))
     model, x, expected, err, rel = _write_loader_and_check(out, nets[0], reference, batch, seed, tol,
                                                            "the exported ensemble differs from its members")
@@ -408,12 +413,26 @@ def export_ensemble(run: RunDir, out_dir: str | Path, k: int, *, batch: int = 2,
 
 
 def run_preprocess(run: RunDir) -> dict[str, Any]:
-    """The preprocessing of the run's data (its config's ``data`` section and ``random_seed``)."""
+    """The preprocessing of the run's data (its config's ``data`` section and ``random_seed``), with
+    the run's task: ``task`` (classification or regression) and ``metric`` (name and direction), so
+    the loader's ``predict`` knows whether to take the arg-max or to un-standardise the output."""
 
     try:
         cfg = load_config(run.config_path)
-        return load_data(DataConfig(**dataclasses.asdict(cfg.data)), seed=cfg.random_seed).preprocess
+    except Exception as e:  # noqa: BLE001 - the network still exports; say what predict() will lack
+        warnings.warn(f"export: the run's config cannot be read ({type(e).__name__}: {e}); the export records "
+                      f"no preprocessing, so load_model.predict() needs it restored", stacklevel=2)
+        return {}
+    task = Task.of(cfg.task.type, cfg.task.loss, cfg.task.metric)
+    about = {"task": task.type, "metric": {"name": task.metric.name, "direction": task.metric.direction}}
+    try:
+        data = load_data(DataConfig(**dataclasses.asdict(cfg.data)), seed=cfg.random_seed, task=task.type)
     except Exception as e:  # noqa: BLE001 - the network still exports; say what predict() will lack
         warnings.warn(f"export: the run's data cannot be loaded ({type(e).__name__}: {e}); the export records "
                       f"no preprocessing, so load_model.predict() needs it restored", stacklevel=2)
-        return {}
+        return about
+    return {**(data.preprocess or {}), **about}
+
+
+def _is_regression(preprocess: dict[str, Any]) -> bool:
+    return (preprocess or {}).get("task") == "regression"

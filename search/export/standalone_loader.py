@@ -25,6 +25,11 @@ training applied: ``x / raw_range[1]``, the bilinear resize to the network's inp
 (``align_corners=False``), then ``(x - mean) / std`` per channel with the training split's
 statistics (``model.json`` -> ``preprocess``). ``model(x)`` takes already preprocessed input.
 
+A table (``preprocess.layout == "NF"``, e.g. a ``csv`` dataset) takes raw rows ``(N, F)``, columns
+in ``preprocess.features``: ``predict`` standardises each column with the training split's mean and
+std. A regression (``preprocess.task == "regression"``) predicts in the target's own units:
+``predict`` returns ``model(x) * target.std + target.mean`` (the network learns standardised targets).
+
 The graph semantics are morphnas': a blob with several incoming layers is their sum (added in
 layer-name order, the order morphnas computes them in, so outputs match bit for bit) unless the blob
 says ``"join": "concat"`` (concatenated along channels in the listed order) or ``"join": "mul"``
@@ -114,14 +119,18 @@ class ExportedNet(nn.Module):
 
 class ExportedEnsemble(nn.Module):
     """Several exported members as one model: the log of their averaged softmax (``morphnas export
-    --ensemble K``), so ``argmax`` and ``softmax`` of its output are the ensemble's."""
+    --ensemble K``), so ``argmax`` and ``softmax`` of its output are the ensemble's; for a
+    regression (``combine: mean``) the average of their outputs."""
 
-    def __init__(self, members: list):
+    def __init__(self, members: list, combine: str = "mean_softmax"):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.input_shape = members[0].input_shape
+        self.combine = combine
 
     def forward(self, x):
+        if self.combine == "mean":   # a regression: the members' outputs averaged
+            return sum(m(x) for m in self.members) / len(self.members)
         probs = sum(torch.softmax(m(x), dim=1) for m in self.members) / len(self.members)
         return torch.log(probs)
 
@@ -132,7 +141,8 @@ def load(directory, map_location="cpu") -> nn.Module:
     d = Path(directory)
     if (d / "ensemble.json").is_file():
         ens = json.loads((d / "ensemble.json").read_text())
-        model = ExportedEnsemble([load(d / "members" / m, map_location) for m in ens["members"]])
+        model = ExportedEnsemble([load(d / "members" / m, map_location) for m in ens["members"]],
+                                 ens.get("combine", "mean_softmax"))
         model.preprocessing = ens.get("preprocess") or {}
         return model.eval()
     spec = json.loads((d / "model.json").read_text())
@@ -144,12 +154,28 @@ def load(directory, map_location="cpu") -> nn.Module:
     return model.to(dtype).eval()
 
 
-def preprocess(model: nn.Module, raw_images) -> torch.Tensor:
-    """Raw images -> the network's input, exactly as training prepared them (see the module doc)."""
+def _preprocessing(model: nn.Module) -> dict:
     p = getattr(model, "preprocessing", None)
-    if not p:
-        raise ValueError("this export records no preprocessing (exported by an older morphnas); "
-                         "feed model(x) with input normalised as in training")
+    if not p or "mean" not in p:
+        raise ValueError("this export records no preprocessing (exported by an older morphnas, or its data "
+                         "could not be loaded at export); feed model(x) with input normalised as in training")
+    return p
+
+
+def preprocess(model: nn.Module, raw_images) -> torch.Tensor:
+    """Raw images (or raw feature rows) -> the network's input, exactly as training prepared them
+    (see the module doc)."""
+    p = _preprocessing(model)
+    if p.get("layout") == "NF":                      # a table: (N, F) rows, columns in p["features"]
+        x = torch.as_tensor(raw_images).to(torch.float32)
+        if x.ndim == 1:
+            x = x.unsqueeze(0)
+        if x.ndim != 2 or x.shape[1] != len(p["mean"]):
+            names = f" ({', '.join(p['features'])})" if p.get("features") else ""
+            raise ValueError(f"rows must be (N, {len(p['mean'])}){names}, got shape {tuple(x.shape)}")
+        mean = torch.tensor(p["mean"], dtype=torch.float32).view(1, -1)
+        std = torch.tensor(p["std"], dtype=torch.float32).view(1, -1)
+        return ((x - mean) / std).contiguous()
     x = torch.as_tensor(raw_images).to(torch.float32)
     if x.ndim == 3:
         x = x.unsqueeze(1)                          # (N, H, W) -> (N, 1, H, W)
@@ -165,8 +191,21 @@ def preprocess(model: nn.Module, raw_images) -> torch.Tensor:
     return ((x - mean) / std).contiguous()
 
 
+def is_regression(model: nn.Module) -> bool:
+    return (getattr(model, "preprocessing", None) or {}).get("task") == "regression"
+
+
+def _outputs(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    dtype = next(iter(model.parameters()), torch.empty(0)).dtype
+    with torch.no_grad():
+        out = [model(x[i:i + batch_size].to(dtype)) for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
 def predict_proba(model: nn.Module, raw_images, batch_size: int = 256) -> torch.Tensor:
     """Class probabilities (softmax of the logits) for raw images, computed in batches."""
+    if is_regression(model):
+        raise ValueError("this export is a regression: predict() gives its predictions; there are no probabilities")
     x = preprocess(model, raw_images)
     dtype = next(iter(model.parameters()), torch.empty(0)).dtype
     with torch.no_grad():
@@ -175,8 +214,16 @@ def predict_proba(model: nn.Module, raw_images, batch_size: int = 256) -> torch.
 
 
 def predict(model: nn.Module, raw_images, batch_size: int = 256) -> torch.Tensor:
-    """The predicted class index of each raw image, (N,) int64."""
+    """The predicted class index of each raw image, (N,) int64; for a regression the prediction in
+    the target's own units (the network's output times the training target's std, plus its mean),
+    (N,) for one target, (N, T) for several."""
     x = preprocess(model, raw_images)
+    if is_regression(model):
+        y = _outputs(model, x, batch_size).to(torch.float32)
+        target = model.preprocessing.get("target") or {}
+        if target:
+            y = y * float(target["std"]) + float(target["mean"])
+        return y.squeeze(1) if y.ndim == 2 and y.shape[1] == 1 else y
     dtype = next(iter(model.parameters()), torch.empty(0)).dtype
     with torch.no_grad():
         out = [model(x[i:i + batch_size].to(dtype)).argmax(dim=1) for i in range(0, len(x), batch_size)]

@@ -28,8 +28,8 @@ from morphnas.search.config import Config, DataConfig, save_config
 from morphnas.search.data.core import load_data
 from morphnas.search.run.final import final_stage, summary
 from morphnas.search.run.progress import Progress, snapshot
-from morphnas.search.state.population import Member, Population, member_id
-from morphnas.search.state.records import Proposal, TrialResult
+from morphnas.search.state.population import Member, Population
+from morphnas.search.state.records import TrialResult
 from morphnas.search.state.rundir import RunDir
 from morphnas.search.state.runstate import RunLock, RunState, RunStateError
 from morphnas.search.strategies import build_strategy

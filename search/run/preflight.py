@@ -32,7 +32,7 @@ from morphnas.search.study.storage import with_postgres_driver
 from morphnas.search.trial.jobs import data_fields, plugin_fields, seed_job
 from morphnas.search.trial.train import TrainSpec, train
 from morphnas.search.trial.worker import build_seed, trainer_for
-from morphnas.search.tune.session import make_callbacks
+from morphnas.search.tune.session import check_callbacks
 from morphnas.spaces.actions import ActionSpace
 
 __all__ = ["check_run_place", "check_storage", "preflight"]
@@ -45,7 +45,7 @@ def preflight(cfg: Config) -> None:
     run = check_run_place(cfg)
     check_storage(cfg.storage, run)
     ActionSpace.from_dict(cfg.actions)
-    make_callbacks(cfg)
+    check_callbacks(cfg)
     data, seed = check_seed(cfg)
     check_user_code(cfg, data, seed)
 

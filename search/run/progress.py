@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence, TextIO
+from typing import Sequence, TextIO
 
 from morphnas.search.data.task import Metric
 from morphnas.search.state.population import Population

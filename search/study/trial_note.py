@@ -33,7 +33,7 @@ def note_markdown(r: TrialResult, trial_number: int, image_url: str | None = Non
         lines.append("**ops:** none (the seed network)")
     lines += ["", "| | |", "|---|---|",
               f"| state | {r.state}{' — ' + r.fail_reason if r.fail_reason else ''} |",
-              f"| {objective_names[0] if objective_names else 'val acc'} | "
+              f"| {(objective_names[0] if objective_names else 'val_acc').replace('_', ' ')} | "
               f"{_num((values[0] if values else val) if done else None, '.4f')} |",
               f"| params | {_num(r.params if done or r.params else None, ',')} |",
               f"| FLOPs (MACs) | {_num(r.flops if done or r.flops else None, ',')} |",

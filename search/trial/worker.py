@@ -26,9 +26,9 @@ import torch
 
 from morphnas.morphism.errors import MorphnasError
 from morphnas.morphism.graph import Network
+from morphnas.morphism.ops import load_ops
 from morphnas.morphism.serialize import load_network, save_network
 from morphnas.search.config import DataConfig
-from morphnas.morphism.ops import load_ops
 from morphnas.search.data.core import Data, load_data
 from morphnas.search.data.task import Task
 from morphnas.search.plugins import load_object
@@ -43,7 +43,9 @@ from morphnas.search.trial.trainer import check_trainer
 from morphnas.spaces.counting import count
 from morphnas.spaces.resolve import resolve_network
 
-METRIC = "val_acc"
+# The key of the number Ray Tune (ASHA, the searcher adapter) maximises: the task's score (accuracy,
+# or a minimised metric negated). Reports also carry the metric under its own name (val_acc, val_rmse).
+METRIC = "score"
 _DATA_CACHE: dict[str, Data] = {}
 
 
@@ -85,7 +87,8 @@ def failed_report(job: Job, e: BaseException, start: float) -> dict[str, Any]:
     in for the morph records the failed child never got."""
     res = base_result(job, state="FAIL", fail_reason=failure_reason(e), wall_time=time.time() - start,
                       actions=job.action_dicts())
-    return {METRIC: 0.0, "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())}
+    worst = 0.0 if Task.from_json(job.task).classification else -1e30   # never a rung's best
+    return {METRIC: worst, "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())}
 
 
 def data_for(fields: Mapping[str, Any], seed: int, task: str = "classification") -> Data:

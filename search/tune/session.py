@@ -30,6 +30,7 @@ from morphnas.morphism.errors import MorphnasError
 from morphnas.search.config import TRACKERS, Config
 from morphnas.search.plugins import load_object, provided
 from morphnas.search.state.rundir import RunDir
+from morphnas.search.trial.hold import HOLD
 from morphnas.search.trial.worker import METRIC
 from morphnas.search.tune import adapters
 from morphnas.search.tune.trainable import trainable_with_resources
@@ -173,8 +174,62 @@ def make_callbacks(cfg: Config) -> list[Any]:
             first = (str(e).strip().splitlines() or [""])[0]
             raise ClusterError(f"ray.callbacks: {name!r} with ray.callback_options {options} raised "
                                f"{type(e).__name__}: {first}") from None
+        _guard_setup(cb, name, options)
+        _skip_holds(cb)
         out.append(cb)
     return out
+
+
+_TRIAL_HOOKS = ("on_trial_start", "on_trial_restore", "on_trial_save", "on_trial_result", "on_trial_complete",
+                "on_trial_recover", "on_trial_error", "on_checkpoint")
+
+
+def _skip_holds(cb: Any) -> None:
+    """A tracker sees the members' trials only: a hold (a warm worker waiting for the next child,
+    not a trial of the search) would be an empty run in MLflow or W&B. The tracker's class is
+    replaced by a subclass whose per-trial hooks pass holds by (so ``isinstance`` checks still hold)."""
+    cls = type(cb)
+
+    def skipping(hook: str) -> Any:
+        inner = getattr(cls, hook)
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            trial = kwargs.get("trial")
+            if trial is not None and HOLD in (getattr(trial, "config", None) or {}):
+                return None
+            return inner(self, *args, **kwargs)
+        method.__name__ = hook
+        return method
+    hooks = {h: skipping(h) for h in _TRIAL_HOOKS if callable(getattr(cls, h, None))}
+    try:
+        cb.__class__ = type(cls.__name__, (cls,), {**hooks, "__module__": cls.__module__})
+    except TypeError:     # a class that refuses a subclass (slots, C types): it sees the holds too
+        pass
+
+
+def _guard_setup(cb: Any, name: str, options: dict[str, Any]) -> None:
+    """Make a failing ``setup`` of a tracker (no server, a refused login, a backend the tracker
+    refuses) one :class:`ClusterError` line naming it, not a traceback out of Tune."""
+    setup = getattr(cb, "setup", None)
+    if not callable(setup):
+        return
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return setup(*args, **kwargs)
+        except Exception as e:  # the tracker's own code
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise ClusterError(f"ray.callbacks: {name!r} (ray.callback_options {options}) failed to start: "
+                               f"{type(e).__name__}: {first}; fix its options or drop it from ray.callbacks") from None
+    cb.setup = guarded
+
+
+def check_callbacks(cfg: Config) -> None:
+    """Build every tracker of ``ray.callbacks`` and run its ``setup`` once (what Tune does first), so
+    a tracker that cannot start fails before the run directory exists."""
+    for cb in make_callbacks(cfg):
+        if callable(getattr(cb, "setup", None)):
+            cb.setup(stop=None, num_samples=1, total_num_samples=1)
 
 
 def _signal_handler(driver: SessionDriver) -> Callable[[int, FrameType | None], None]:
