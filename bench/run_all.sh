@@ -76,6 +76,8 @@ step pareto "Hypervolume of the front at equal compute (smoke test; the full run
   "$PY" bench/pareto_front.py --quick --jobs 2 --out "$OUT/pareto_quick"
 step latency "Latency measurement: noise beside a training process, cost" stdout \
   "$PY" bench/latency_noise.py --rounds 5
+step data_stream "Data in memory vs streamed through a DataLoader (CIFAR-shaped)" md \
+  "$PY" bench/data_stream.py --n 2048 --rounds 2 --md {MD}
 
 {
   echo "# morphnas benchmark suite"
