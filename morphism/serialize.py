@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from .errors import LoadError, MorphnasError, SpecError
+from .safe_io import UnsafeInput, check_regular
 from .graph import Network
 from .joins import CONCAT, SUM
 from .layer_json import spec_from_json, spec_to_json
@@ -122,7 +123,20 @@ def load_network(path: str | os.PathLike) -> Network:
 
 
 # ------------------------------------------------------------------------------------------ reading
+MAX_SPEC_BYTES = 256 << 20          # network.json of the largest imported models is a few MiB
+MAX_WEIGHTS_BYTES = 64 << 30        # a weights file bigger than this is not one of ours
+
+
+def _regular(path: Path, limit: int, what: str) -> None:
+    """Only a regular file of bounded size is read (a FIFO would block, /dev/zero never end)."""
+    try:
+        check_regular(path, limit, what)
+    except UnsafeInput as e:
+        raise LoadError(f"cannot load a network: {e}") from None
+
+
 def _read_spec(spec_path: Path) -> dict[str, Any]:
+    _regular(spec_path, MAX_SPEC_BYTES, "network spec")
     try:
         raw = spec_path.read_bytes()
     except OSError as e:
@@ -184,6 +198,7 @@ def _network_from_spec(spec: dict[str, Any], spec_path: Path) -> Network:
 def _read_weights(w_path: Path, sha256: Any) -> dict[str, torch.Tensor]:
     if not w_path.exists():
         raise LoadError(f"weights file {str(w_path)!r} is missing (the spec names it)")
+    _regular(w_path, MAX_WEIGHTS_BYTES, "weights file")
     if not isinstance(sha256, str):
         raise LoadError(f"{w_path.parent / SPEC_FILE}: 'weights.sha256' is missing; cannot check {w_path}")
     digest = _sha256(w_path)

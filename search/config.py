@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from morphnas.morphism.errors import did_you_mean
+from morphnas.morphism.safe_io import UnsafeInput, load_yaml, read_regular
 from morphnas.morphism.schema import SchemaError, build, duration, rule
 from morphnas.search.data.registry import check_dataset_name
 from morphnas.search.data.task import TASKS, Task, TaskError
@@ -59,7 +60,13 @@ def _dir_name(value: Any, key: str) -> Any:
     if isinstance(value, str) and (not re.fullmatch(r"[A-Za-z0-9_.-]+", value) or value in (".", "..")):
         raise SchemaError(f"{key!r}: {value!r} must be letters, digits, '_', '-', '.' (a directory name, "
                           f"not '.' or '..')")
+    if isinstance(value, str) and len(value) > MAX_NAME:
+        raise SchemaError(f"{key!r}: {value[:24]!r}... is {len(value)} characters; a run name has at most {MAX_NAME} "
+                          f"(it names a directory and the study)")
     return value
+
+
+MAX_NAME = 100
 
 
 _GT0 = rule(gt=0)
@@ -309,13 +316,18 @@ class Config:
 
 
 # --------------------------------------------------------------------------------- building
+MAX_CONFIG_BYTES = 1 << 20      # a config is a few KiB; anything this big is the wrong file
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML file, apply ``key=value`` overrides, return the checked config."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise ConfigError(f"config file {str(p)!r} does not exist (see configs/ for examples)")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = load_yaml(read_regular(p, MAX_CONFIG_BYTES, "config file").decode("utf-8"))
+    except UnsafeInput as e:
+        raise ConfigError(f"{e}" if str(e).startswith("config file") else f"{p}: {e}") from None
     except (yaml.YAMLError, ValueError) as e:   # ValueError: UnicodeDecodeError of a binary file
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"{p}: not valid YAML text ({first}); pass a config like configs/quickstart.yaml") from None

@@ -12,7 +12,14 @@ def snapshot(root: Path) -> dict[str, bytes | str]:
         for name in dirs + files:
             p = Path(dirpath) / name
             rel = str(p.relative_to(root))
-            out[rel] = ("link:" + os.readlink(p)) if p.is_symlink() else ("dir" if p.is_dir() else p.read_bytes())
+            if p.is_symlink():
+                out[rel] = "link:" + os.readlink(p)
+            elif p.is_dir():
+                out[rel] = "dir"
+            elif not p.is_file():      # a FIFO or device a test planted: never opened (it would block)
+                out[rel] = "special"
+            else:
+                out[rel] = p.read_bytes()
     return out
 
 

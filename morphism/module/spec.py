@@ -33,7 +33,12 @@ import yaml
 
 from ..errors import SpecError, did_you_mean
 from ..runtime import ACTIVATIONS
+from ..safe_io import UnsafeInput, load_yaml, read_regular
 
+MAX_MODULE_BYTES = 1 << 20     # a module file is a few hundred bytes
+# Bounds checked before any tensor is made: the paper's modules have <= 8 edges, kernels <= 7, widths
+# of a few hundred channels. Beyond these a file is a mistake (or an attempt to exhaust memory).
+MAX_KERNEL, MAX_EDGES, MAX_WIDTH, MAX_FACTOR = 31, 64, 16384, 64.0
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_KEYS = ("name", "source", "sink", "blobs", "edges")
 _EDGE_KEYS = ("name", "from", "to", "kernel", "bn", "act")
@@ -152,19 +157,27 @@ def _blob_name(where: str, value: Any) -> str:
     return value
 
 
+def _bounded(where: str, width: int) -> int:
+    if width > MAX_WIDTH:
+        raise ModuleSpecError(f"{where}: width {width:,} is more than {MAX_WIDTH:,} channels")
+    return width
+
+
 def _width(where: str, value: Any) -> Width:
     if isinstance(value, bool):
         raise ModuleSpecError(f"{where}: width must be a positive integer or '<factor>x', got {value!r}")
     if isinstance(value, int):
         if value < 1:
             raise ModuleSpecError(f"{where}: width must be >= 1, got {value}")
-        return Width(absolute=value)
+        return Width(absolute=_bounded(where, value))
     if isinstance(value, str):
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*x\s*", value)
         if m and float(m.group(1)) > 0:
+            if float(m.group(1)) > MAX_FACTOR:
+                raise ModuleSpecError(f"{where}: width {value.strip()} is more than {MAX_FACTOR:g}x the conv's")
             return Width(factor=float(m.group(1)))
         if value.strip().isdigit() and int(value) > 0:
-            return Width(absolute=int(value))
+            return Width(absolute=_bounded(where, int(value)))
     raise ModuleSpecError(f"{where}: width must be a positive integer (e.g. 32) or a factor of the conv's "
                           f"output width (e.g. '2x'), got {value!r}")
 
@@ -203,6 +216,8 @@ def _edge(i: int, raw: Any) -> EdgeSpec:
     k = raw["kernel"]
     if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
         raise ModuleSpecError(f"{where}: kernel must be a positive odd integer (1, 3, 5, ...), got {k!r}")
+    if k > MAX_KERNEL:
+        raise ModuleSpecError(f"{where}: kernel {k} is larger than {MAX_KERNEL}; a module edge is a small conv")
     bn = raw.get("bn", False)
     if not isinstance(bn, bool):
         raise ModuleSpecError(f"{where}: bn must be true or false, got {bn!r}")
@@ -223,6 +238,9 @@ def parse_module_spec(data: Any, where: str = "module") -> ModuleSpec:
         raw_edges = data.get("edges")
         if not isinstance(raw_edges, list) or not raw_edges:
             raise ModuleSpecError(f"{where}: 'edges' must be a non-empty list of {{from, to, kernel}}")
+        if len(raw_edges) > MAX_EDGES:
+            raise ModuleSpecError(f"{where}: {len(raw_edges)} edges, more than {MAX_EDGES}; a module replaces one "
+                                  f"conv with a small graph")
         edges = [_edge(i, r) for i, r in enumerate(raw_edges)]
         seen: set[str] = set()
         for e in edges:
@@ -299,14 +317,17 @@ def _check_graph(where: str, edges: list[EdgeSpec], source: str, sink: str, decl
 def load_module_spec(path: str | Path) -> ModuleSpec:
     """Read and validate a module file (``.yaml``/``.yml`` or ``.json``)."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise ModuleSpecError(f"module file {str(p)!r} does not exist (pass a .yaml or .json module description)")
-    text = p.read_text()
     try:
+        text = read_regular(p, MAX_MODULE_BYTES, "module file").decode("utf-8")
         if p.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
+    except UnsafeInput as err:
+        raise ModuleSpecError(str(err) if str(err).startswith("module file") else
+                              f"module file {str(p)!r}: {err}") from None
     except Exception as err:  # parse errors of either format become one clear line
         raise ModuleSpecError(f"module file {str(p)!r} is not valid {p.suffix.lstrip('.') or 'YAML'}: "
                               f"{str(err).splitlines()[0]}") from None

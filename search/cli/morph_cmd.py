@@ -55,7 +55,7 @@ def parse_param_args(items: list[str], module: str | None) -> dict[str, str]:
             raise CLIError(f"--param {key} is given twice ({params[key]!r} and {value!r})")
         params[key] = value.strip()
     if module is not None:
-        if not os.path.isfile(module) and module not in library.MODULES:
+        if not os.path.exists(module) and module not in library.MODULES:
             raise CLIError(f"--module {module!r}: no such file (a YAML or JSON module description) and no "
                            f"built-in module of that name (built-in: {', '.join(library.MODULES)})")
         if "module" in params:

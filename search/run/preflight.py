@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy
+import numpy as np
 import torch
 
 from morphnas.morphism.errors import MorphnasError
@@ -34,6 +35,7 @@ from morphnas.search.trial.train import TrainSpec, train
 from morphnas.search.trial.worker import build_seed, trainer_for
 from morphnas.search.tune.session import check_callbacks
 from morphnas.spaces.actions import ActionSpace
+from morphnas.spaces.errors import NoValidAction
 
 __all__ = ["check_run_place", "check_storage", "preflight"]
 
@@ -44,10 +46,32 @@ def preflight(cfg: Config) -> None:
     """Raise a one-line :class:`MorphnasError` for anything that would fail the run's start."""
     run = check_run_place(cfg)
     check_storage(cfg.storage, run)
-    ActionSpace.from_dict(cfg.actions)
+    check_meaning(cfg)
+    space = ActionSpace.from_dict(cfg.actions)
     check_callbacks(cfg)
     data, seed = check_seed(cfg)
     check_user_code(cfg, data, seed)
+    check_children_possible(cfg, space, seed)
+
+
+def check_meaning(cfg: Config) -> None:
+    """Settings that are valid one by one but make a search that means nothing."""
+    if cfg.budget.trials != 0 and cfg.finetune.epochs == 0:
+        raise ConfigError("config 'finetune.epochs': 0 would record every child untrained (its parent's accuracy "
+                          "again) and the search could not tell them apart; set finetune.epochs >= 1")
+
+
+def check_children_possible(cfg: Config, space: ActionSpace, seed: Network) -> None:
+    """At least one child can be made from the seed: an op with a site that ``actions.where`` and
+    ``actions.constraints`` allow (else the search would run and make nothing)."""
+    if cfg.budget.trials == 0:
+        return
+    try:
+        space.sample_proposal(seed, np.random.default_rng(cfg.random_seed))
+    except NoValidAction as e:
+        raise ConfigError(f"config 'actions': no child can be made from the seed ({e}); check actions.ops, "
+                          f"their 'where' (stages, blocks, sites) and actions.constraints against "
+                          f"`morphnas describe {cfg.seed.network or cfg.seed.checkpoint}`") from None
 
 
 def check_run_place(cfg: Config) -> RunDir:
@@ -83,6 +107,10 @@ def check_storage(url: str | None, run: RunDir) -> None:
     folder (an existing SQLite file must really be one), or a database server that accepts a
     connection."""
     resolved = resolve_storage_url(url, run)
+    if resolved.rstrip("/") in ("sqlite:", "sqlite:/", "sqlite://") or resolved.startswith("sqlite://?"):
+        raise ConfigError(f"config 'storage': {url!r} is an in-memory SQLite database, lost when the driver exits "
+                          f"(no leaderboard, no resume); drop 'storage' (a study.db in the run) or name a file: "
+                          f"sqlite:///path/study.db")
     journal = journal_path(resolved)
     if journal is not None or resolved.startswith("sqlite:///"):
         path = Path(journal if journal is not None else resolved[len("sqlite:///"):])

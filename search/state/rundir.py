@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from morphnas.morphism.safe_io import load_yaml, read_regular
+
 from morphnas.morphism.errors import MorphnasError
 
 CONFIG_FILE = "config.yaml"
@@ -91,8 +93,8 @@ class RunDir:
         if not self.config_path.exists():
             return {}
         try:
-            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError, ValueError) as e:   # ValueError: a binary file (UnicodeDecodeError)
+            data = load_yaml(read_regular(self.config_path, 1 << 20, "run config").decode("utf-8"))
+        except (OSError, yaml.YAMLError, ValueError) as e:   # ValueError: a binary file, a FIFO, a duplicate key
             raise RunDirError(f"cannot read {self.config_path}: {e}".splitlines()[0]
                               + "; restore the run's config.yaml") from None
         if data is None:

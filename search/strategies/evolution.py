@@ -13,7 +13,7 @@ from typing import Any
 from morphnas.morphism.schema import rule
 from morphnas.search.state.population import Population
 from morphnas.search.state.records import Proposal, TrialResult
-from morphnas.search.strategies.base import Strategy, register_strategy
+from morphnas.search.strategies.base import Strategy, StrategyError, register_strategy
 
 
 @register_strategy
@@ -24,6 +24,12 @@ class Evolution(Strategy):
     class Params:
         population_size: int = field(default=8, metadata=rule(ge=1))
         sample_size: int = field(default=3, metadata=rule(ge=1))
+
+        def _validate(self, where: str) -> None:
+            if self.sample_size > self.population_size:
+                raise StrategyError(f"config '{where}.sample_size': {self.sample_size} is more than "
+                                    f"population_size {self.population_size}; a tournament samples from the population "
+                                    f"(set sample_size <= population_size)")
 
     def __init__(self, params: Any, mutator: Any, seed: int):
         super().__init__(params, mutator, seed)

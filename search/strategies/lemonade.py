@@ -33,7 +33,7 @@ import numpy as np
 from morphnas.morphism.schema import SchemaError, rule
 from morphnas.search.state.population import Member, Population
 from morphnas.search.state.records import Proposal, TrialResult
-from morphnas.search.strategies.base import Strategy, register_strategy
+from morphnas.search.strategies.base import Strategy, StrategyError, register_strategy
 
 Cost = Literal["params", "flops", "latency_ms"]
 CHEAP = ("params", "flops")        # costs a proposal's counts give before training
@@ -88,6 +88,11 @@ class Lemonade(Strategy):
         candidates: int = field(default=8, metadata=rule(ge=1))   # children generated (and costed) per round
         accept: int = field(default=2, metadata=rule(ge=1))       # of which this many are trained
         parents: Literal["front", "population"] = "front"         # LEMONADE: the front; or every member
+
+        def _validate(self, where: str) -> None:
+            if self.accept > self.candidates:
+                raise StrategyError(f"config '{where}.accept': {self.accept} is more than candidates {self.candidates}; "
+                                    f"of the candidates costed each round, accept are trained (set accept <= candidates)")
 
     def __init__(self, params: Any, mutator: Any, seed: int):
         super().__init__(params, mutator, seed)

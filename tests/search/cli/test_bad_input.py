@@ -88,6 +88,19 @@ CONFIGS = [
     (BASE, ["runs_dir=afile/runs"], "config 'runs_dir'"),
     (BASE, ["budget.trials=null", "budget.wall_time=null"], "budget.trials, budget.flops and/or budget.wall_time"),
     (BASE, ["budjet.trials=3"], "did you mean 'budget'"),
+    # issue 23: accepted before, meaning nothing (or the wrong thing)
+    (BASE + "name: t2\n", [], "line 6: key 'name' appears twice in the same mapping (first on line 1)"),
+    (BASE + "budget: {trials: 99999}\n", [], "key 'budget' appears twice"),
+    (BASE.replace("deepen: {}", "deepen: {}, deepen: {}"), [], "key 'deepen' appears twice"),
+    ("name: t\nseed: " + "[" * 20000 + "]" * 20000 + "\n", [], "nested more than 64 levels deep"),
+    (BASE, ["name=" + "n" * 300], "is 300 characters; a run name has at most 100"),
+    (BASE, ["strategy={name: evolution, population_size: 2, sample_size: 50}"],
+     "'strategy.sample_size': 50 is more than population_size 2"),
+    (BASE, ["strategy={name: lemonade, candidates: 2, accept: 10}"], "'strategy.accept': 10 is more than candidates 2"),
+    (BASE, ["finetune.epochs=0"], "config 'finetune.epochs': 0 would record every child untrained"),
+    (BASE, ["actions.ops={widen: {where: {stages: [99]}}}"], "config 'actions': no child can be made from the seed"),
+    (BASE, ["storage=sqlite://"], "is an in-memory SQLite database"),
+    (BASE, ["storage=sqlite:///"], "config 'storage'"),
 ]
 
 
@@ -126,6 +139,23 @@ def nets(tmp_path_factory):
     sys.path.insert(0, str(Path(__file__).parent))
     from _fake_run import make_fake_run
     make_fake_run(tmp_path, "fake")
+    import os
+    (tmp_path / "zero").mkdir()
+    (tmp_path / "zero" / "network.json").symlink_to("/dev/zero")
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / "network.json")
+    os.mkfifo(tmp_path / "fifo.yaml")
+    zw = tmp_path / "zeroweights"
+    assert main(["new", "tiny_resnet", "-o", str(zw)]) == 0
+    (zw / "weights.pt").unlink()
+    (zw / "weights.pt").symlink_to("/dev/zero")
+    (tmp_path / "k2001.yaml").write_text("edges: [{from: s, to: t, kernel: 2001}]\n")
+    (tmp_path / "wide.yaml").write_text("blobs: {a: {width: 100000000}}\n"
+                                        "edges: [{from: s, to: a, kernel: 3}, {from: a, to: t, kernel: 1}]\n")
+    chain = [{"from": "s" if i == 0 else f"b{i}", "to": "t" if i == 399 else f"b{i + 1}", "kernel": 1}
+             for i in range(400)]
+    (tmp_path / "chain.yaml").write_text(json.dumps({"edges": chain}))
+    (tmp_path / "dup.yaml").write_text("edges:\n  - {from: s, to: t, kernel: 3, kernel: 5}\n")
     return tmp_path
 
 
@@ -158,6 +188,16 @@ CLI = [
     (["export", "{t}/fake", "--member", "m9", "-o", "{t}/e"], "--member 'm9': no such member"),
     (["export", "{t}/fake", "-o", "{t}/net"], "already exists; pass --force"),
     (["leaderboard", "{t}/fake", "--member", "m9"], "no such member"),
+    # issue 23: files that hang or exhaust memory, refused before reading
+    (["describe", "{t}/zero"], "is a device; only regular files are read"),
+    (["describe", "{t}/fifo"], "is a FIFO; only regular files are read"),
+    (["describe", "{t}/zeroweights"], "is a device; only regular files are read"),
+    (["morph", "{t}/net", "--op", "module", "--module", "{t}/fifo.yaml", "-o", "{t}/o"], "is a FIFO"),
+    (["morph", "{t}/net", "--op", "module", "--module", "{t}/k2001.yaml", "-o", "{t}/o"], "kernel 2001 is larger than 31"),
+    (["morph", "{t}/net", "--op", "module", "--module", "{t}/wide.yaml", "-o", "{t}/o"], "more than 16,384 channels"),
+    (["morph", "{t}/net", "--op", "module", "--module", "{t}/chain.yaml", "-o", "{t}/o"], "400 edges, more than 64"),
+    (["morph", "{t}/net", "--op", "module", "--module", "{t}/dup.yaml", "-o", "{t}/o"], "key 'kernel' appears twice"),
+    (["search", "{t}/fifo.yaml"], "is a FIFO"),
 ]
 
 

@@ -76,7 +76,7 @@ CONFIG = {
     "data": {"batch_size": 32},
     "actions": {"ops": {"deepen": {}, "widen": {"factor": [2.0]}}, "actions_per_child": 1},
     "strategy": {"name": "evolution", "population_size": 3, "sample_size": 2},
-    "budget": {"trials": BUDGET}, "finetune": {"epochs": 3},
+    "budget": {"trials": BUDGET}, "finetune": {"epochs": 2},
     "resources": {"cpus_per_trial": 1, "max_concurrent": 2}, "ray": {"num_cpus": 2},
     "final": {"epochs": 1},
 }
@@ -225,7 +225,7 @@ def test_yaml_import_paths_data_trainer_op_and_trackers_survive_kill_9(tmp_path)
     assert {r.info.run_name.split("_")[0] for r in runs if r.info.status == "FINISHED"} >= {"m0", "m3", "m4"}
 
 
-def test_csv_regression_from_the_cli_names_its_metric_everywhere_and_exports(tmp_path):
+def test_csv_regression_from_the_cli_names_its_metric_everywhere_and_exports(tmp_path, capsys):
     """configs/csv_regression.yaml, shortened: the mlp seed on a CSV table, RMSE minimised."""
     import importlib.util
 
@@ -257,9 +257,11 @@ def test_csv_regression_from_the_cli_names_its_metric_everywhere_and_exports(tmp
     assert report["metric"] == "val_rmse" and report["direction"] == "minimize"
     assert 30 < report["test_rmse"] < 120
 
-    lb = subprocess.run([sys.executable, "-m", "morphnas.search", "leaderboard", str(run)], capture_output=True,
-                        text=True, env=_env(), timeout=120)
-    assert lb.returncode == 0 and "val_rmse" in lb.stdout.splitlines()[0] + lb.stdout, lb.stdout
+    from morphnas.search.cli import main   # in-process from here on: no interpreter start-up per command
+    capsys.readouterr()
+    assert main(["leaderboard", str(run)]) == 0
+    table = capsys.readouterr().out
+    assert "val_rmse" in table.splitlines()[0] + table.splitlines()[1], table
 
     app = dashboard_app(RunDir.at(run))
     sid = json.loads(call(app, "/api/studies")[2])["study_summaries"][0]["study_id"]
@@ -269,9 +271,7 @@ def test_csv_regression_from_the_cli_names_its_metric_everywhere_and_exports(tmp
 
     # the export predicts in plain torch, from raw CSV rows, in the target's units
     exp = tmp_path / "export"
-    ex = subprocess.run([sys.executable, "-m", "morphnas.search", "export", str(run), "-o", str(exp), "--onnx"],
-                        capture_output=True, text=True, env=_env(), timeout=300)
-    assert ex.returncode == 0, ex.stdout[-2000:] + ex.stderr[-2000:]
+    assert main(["export", str(run), "-o", str(exp), "--onnx"]) == 0, capsys.readouterr()
     spec = importlib.util.spec_from_file_location("exported_loader", exp / "load_model.py")
     loader = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loader)

@@ -109,3 +109,29 @@ def test_dashboard_cli_port_in_use(fake, capsys):
         assert main(["dashboard", str(fake[0].root), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "pick another --port" in err
+
+
+def test_the_dashboard_is_read_only_unless_notes_are_allowed(tmp_path):
+    """optuna-dashboard's API can delete a study; the run's dashboard refuses every write (issue 23)."""
+    run, lb, _ = make_fake_run(tmp_path)
+    app = dashboard_app(run)
+    sid = json.loads(call(app, "/api/studies")[2])["study_summaries"][0]["study_id"]
+    tid = lb.trial_id("m1")
+    writes = [("DELETE", f"/api/studies/{sid}"), ("POST", f"/api/studies/{sid}/rename"), ("POST", "/api/studies"),
+              ("POST", f"/api/trials/{tid}/tell"), ("POST", f"/api/trials/{tid}/user-attrs"),
+              ("PUT", f"/api/studies/{sid}/note"), ("PUT", f"/api/studies/{sid}/{tid}/note")]
+    for method, path in writes:
+        status, _, body = call(app, path, method, b'{"name": "x", "body": "x", "version": 1}')
+        assert status.startswith("403"), (method, path, status)
+        assert "read-only" in json.loads(body)["reason"]
+    studies = json.loads(call(app, "/api/studies")[2])["study_summaries"]
+    assert [s["study_name"] for s in studies] == ["fake"], "nothing was deleted or added"
+    assert call(app, f"/api/studies/{sid}")[0].startswith("200")
+
+    notes = dashboard_app(run, allow_notes=True)
+    old = json.loads(call(notes, f"/api/studies/{sid}")[2])["note"]
+    status, _, _ = call(notes, f"/api/studies/{sid}/note", "PUT",
+                        json.dumps({"version": old["version"] + 1, "body": "my note"}).encode())
+    assert status.startswith("204") or status.startswith("200"), status
+    assert json.loads(call(notes, f"/api/studies/{sid}")[2])["note"]["body"] == "my note"
+    assert call(notes, f"/api/studies/{sid}", "DELETE")[0].startswith("403"), "only notes become writable"
