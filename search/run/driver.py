@@ -27,7 +27,8 @@ from morphnas.morphism.serialize import load_network
 from morphnas.search.config import Config, DataConfig, save_config
 from morphnas.search.data.core import load_data
 from morphnas.search.run.final import final_stage, summary
-from morphnas.search.run.progress import Progress, snapshot
+from morphnas.search.run.progress import Progress, fmt_duration, snapshot
+from morphnas.search.run.resume import check_hand_edits, record_frozen
 from morphnas.search.state.population import Member, Population
 from morphnas.search.state.records import TrialResult
 from morphnas.search.state.rundir import RunDir
@@ -84,6 +85,8 @@ class Driver:
         return self.state.population
 
     def run(self, resume: bool = False) -> int:
+        if resume:
+            check_hand_edits(self.run_dir, self.cfg)   # before the lock file is touched: a refusal changes nothing
         with RunLock(self.root):
             try:
                 return self._run(resume)
@@ -100,6 +103,7 @@ class Driver:
                                     f"or pick another name (--set name=...)")
             self.run_dir.make()
             save_config(self.cfg, self.run_dir.config_path)
+            record_frozen(self.run_dir, self.cfg)
             self.state.queue.append(seed_job(self.cfg))
             self.state.next_index = 1
             self._save()
@@ -119,6 +123,8 @@ class Driver:
             return 0
         if self.state.status == "search":
             self._search()
+            if not self.interrupted and not self.fatal:
+                self._say_if_no_child()
             if self.interrupted:
                 self.echo(f"interrupted: {len(self.state.pending)} running trial(s) will be re-run; "
                           f"continue with: morphnas resume {self.root}")
@@ -198,6 +204,21 @@ class Driver:
         more_trials = b.trials is not None and self.state.started < b.trials
         more_time = b.trials is None and b.wall_time is not None and self._elapsed() < b.wall_time
         return (more_trials or more_time) and self._budget_left()
+
+    def _say_if_no_child(self) -> None:
+        """A budget spent before any child (the seed took it all) is said plainly, with the fix."""
+        if any(r.member_id != "m0" for r in self.state.results) or self.cfg.budget.trials == 0:
+            return
+        b, root = self.cfg.budget, self.root
+        seed = self.state.result_of("m0")
+        took = f" (the seed took {fmt_duration(seed.wall_time)})" if seed is not None and seed.wall_time else ""
+        if b.wall_time is not None and self._elapsed() >= b.wall_time:
+            self.echo(f"[search] the wall-time budget ({fmt_duration(b.wall_time)}) was spent before any child was "
+                      f"trained{took}; give the search more time: morphnas resume {root} --set "
+                      f"budget.wall_time={int(max(2 * b.wall_time, self._elapsed() + 300))}")
+        elif b.flops is not None and self.flops_spent() >= b.flops:
+            self.echo(f"[search] the FLOPs budget ({b.flops:.3g}) was spent before any child was trained{took}; "
+                      f"raise it: morphnas resume {root} --set budget.flops={2 * b.flops:.3g}")
 
     def _budget_left(self) -> bool:
         b = self.cfg.budget
@@ -343,9 +364,10 @@ class Driver:
 
     def _show(self, force: bool = False) -> None:
         elapsed = self._elapsed() if self._elapsed_base is not None else 0.0
+        seed_epoch = (self._epochs.get("m0", 0), self.cfg.seed.epochs) if "m0" in self.state.pending else None
         self.progress.show(snapshot(self.state.results, self.population, len(self.state.pending),
                                     self.cfg.budget.trials, elapsed, self.cfg.budget.wall_time,
-                                    self._concurrent, self.cfg.task.resolved().metric), force)
+                                    self._concurrent, self.cfg.task.resolved().metric, seed_epoch), force)
 
     # ------------------------------------------------------------------------- the search
     def _remaining(self) -> int:

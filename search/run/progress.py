@@ -39,10 +39,12 @@ class Snapshot:
     mean_trial: float | None = None   # mean wall time of the finished children, seconds
     concurrent: int = 1               # trials at a time
     metric: str = "val_acc"           # the name best_acc and seed_acc are shown under (in its units)
+    seed_epoch: tuple[int, int] | None = None   # (epochs done, epochs) while the seed trains
 
 
 def snapshot(results: Sequence[TrialResult], population: Population, running: int, budget: int | None,
-             elapsed: float, wall_time: float | None, concurrent: int = 1, metric: Metric | None = None) -> Snapshot:
+             elapsed: float, wall_time: float | None, concurrent: int = 1, metric: Metric | None = None,
+             seed_epoch: tuple[int, int] | None = None) -> Snapshot:
     """The progress of a run from its results and population; the seed is not a trial. Scores are
     shown as ``metric`` values (default: accuracy)."""
     value = metric.value if metric is not None else float
@@ -54,7 +56,7 @@ def snapshot(results: Sequence[TrialResult], population: Population, running: in
                     running=running, best_id=best.id if best else None, best_acc=value(best.val_acc) if best else None,
                     seed_acc=seed, elapsed=elapsed, wall_time=wall_time,
                     mean_trial=sum(times) / len(times) if times else None, concurrent=max(1, concurrent),
-                    metric=metric.name if metric is not None else "val_acc")
+                    metric=metric.name if metric is not None else "val_acc", seed_epoch=seed_epoch)
 
 
 def eta(s: Snapshot) -> float | None:
@@ -73,6 +75,12 @@ def eta(s: Snapshot) -> float | None:
 
 def format_line(s: Snapshot) -> str:
     budget = f"/{s.budget}" if s.budget is not None else ""
+    if s.seed_epoch is not None and s.done == 0:     # nothing to estimate from yet: say what runs
+        done, total = s.seed_epoch
+        left = (f" | wall-time budget left {fmt_duration(max(0.0, s.wall_time - s.elapsed))}"
+                if s.wall_time is not None else "")
+        return (f"[search] seed m0 training: epoch {done} of {total} | trials 0{budget} | "
+                f"elapsed {fmt_duration(s.elapsed)}{left}")
     fail = f" ({s.failed} failed)" if s.failed else ""
     best = "best -" if s.best_id is None else f"best {s.best_id} {s.metric} {s.best_acc:.4f}"
     seed = f" (seed {s.seed_acc:.4f})" if s.seed_acc is not None else ""

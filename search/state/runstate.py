@@ -139,8 +139,13 @@ class RunLock:
         self._f = None
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, "a+")
+        except OSError as e:   # a read-only mount, a folder without write permission, a full disk
+            raise RunStateError(f"run {self.path.parent} cannot be written ({e.strerror or e}); a search keeps its "
+                                f"state there, so run it where it can write (copy the run to a writable folder "
+                                f"and resume that copy)") from None
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
