@@ -18,7 +18,9 @@ half-written spec next to old weights.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -29,10 +31,10 @@ from typing import Any
 import torch
 
 from .errors import LoadError, MorphnasError, SpecError
-from .safe_io import UnsafeInput, check_regular
 from .graph import Network
 from .joins import CONCAT, SUM
 from .layer_json import spec_from_json, spec_to_json
+from .safe_io import UnsafeInput, check_regular
 
 FORMAT = "morphnas-network"
 VERSION = 2          # the newest version written; every version in READABLE loads
@@ -75,10 +77,40 @@ def save_network(net: Network, path: str | os.PathLike) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise MorphnasError(f"cannot save the network to {str(out)!r}: it is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / SPEC_FILE).exists():
+    leftovers = [out / (WEIGHTS_FILE + ".tmp"), out / (SPEC_FILE + ".tmp")]   # what a crash mid-save leaves
+    if out.is_dir() and not (out / SPEC_FILE).exists() and any(p not in leftovers for p in out.iterdir()):
         raise MorphnasError(f"refusing to save into {str(out)!r}: the directory is not empty and holds no "
                             f"{SPEC_FILE}; pick a new directory")
-    out.mkdir(parents=True, exist_ok=True)
+    for p in leftovers:
+        p.unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _write_network(net, out)
+    except OSError as e:
+        for p in leftovers:          # never leave a half-written file behind
+            try:
+                p.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise MorphnasError(f"cannot save the network to {str(out)!r}: {_os_reason(e, out)}") from None
+
+
+def _os_reason(e: OSError, out: Path) -> str:
+    """An OSError as a user reads it: a full disk says which filesystem and how much is free."""
+    if e.errno == errno.ENOSPC:
+        try:
+            st = os.statvfs(out if out.exists() else out.parent)
+            free = f"{st.f_bavail * st.f_frsize / 2**20:.1f} MiB free of {st.f_blocks * st.f_frsize / 2**20:.1f} MiB"
+        except OSError:
+            free = "free space unknown"
+        return (f"no space left on the filesystem holding it ({free}); free space there (or move the run), "
+                f"then morphnas resume re-runs what was interrupted")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{e.strerror}; save where this process can write"
+    return e.strerror or str(e)
+
+
+def _write_network(net: Network, out: Path) -> Path:
     state = {k: t.detach().contiguous().clone() for k, t in net.state_dict().items()}
     spec = network_to_json(net)
     try:  # fail before writing anything
@@ -87,7 +119,10 @@ def save_network(net: Network, path: str | os.PathLike) -> Path:
         raise MorphnasError(f"network meta is not JSON-serialisable ({e}); keep only plain values in net.meta") from None
 
     tmp_w = out / (WEIGHTS_FILE + ".tmp")
-    torch.save(state, tmp_w)
+    buf = io.BytesIO()     # serialised in memory, written by a plain write: a full disk is an OSError (ENOSPC),
+    torch.save(state, buf)  # not torch's opaque "iostream error"
+    with open(tmp_w, "wb") as f:
+        f.write(buf.getbuffer())
     spec["weights"] = {
         "file": WEIGHTS_FILE,
         "sha256": _sha256(tmp_w),

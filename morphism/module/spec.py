@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import yaml
 
 from ..errors import SpecError, did_you_mean
 from ..runtime import ACTIVATIONS

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import sqlalchemy
 import numpy as np
+import sqlalchemy
 import torch
 
 from morphnas.morphism.errors import MorphnasError

@@ -25,9 +25,8 @@ from typing import Any
 
 import yaml
 
-from morphnas.morphism.safe_io import load_yaml, read_regular
-
 from morphnas.morphism.errors import MorphnasError
+from morphnas.morphism.safe_io import load_yaml, read_regular
 
 CONFIG_FILE = "config.yaml"
 STUDY_DB = "study.db"

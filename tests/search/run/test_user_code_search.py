@@ -257,7 +257,7 @@ def test_csv_regression_from_the_cli_names_its_metric_everywhere_and_exports(tmp
     assert report["metric"] == "val_rmse" and report["direction"] == "minimize"
     assert 30 < report["test_rmse"] < 120
 
-    from morphnas.search.cli import main   # in-process from here on: no interpreter start-up per command
+    from morphnas.search.cli import main  # in-process from here on: no interpreter start-up per command
     capsys.readouterr()
     assert main(["leaderboard", str(run)]) == 0
     table = capsys.readouterr().out

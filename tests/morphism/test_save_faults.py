@@ -1,0 +1,47 @@
+"""Saving a network on a full disk (issue 23): one line naming the filesystem and its free space, no
+half-written file left, and the same directory saves whole once there is room."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from morphnas.morphism.errors import MorphnasError
+from morphnas.morphism.serialize import load_network, save_network
+from morphnas.spaces.registry import create_network
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    d = tmp_path / "disk"
+    d.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(d)], capture_output=True).returncode:
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root); the ENOSPC path is what this exercises")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_partial(small_disk):
+    big = create_network("resnet20")                     # ~1.1 MB of weights: more than the disk holds
+    with pytest.raises(MorphnasError) as e:
+        save_network(big, small_disk / "m1")
+    msg = str(e.value)
+    assert "\n" not in msg and "no space left on the filesystem holding it" in msg and "MiB free of 0.5 MiB" in msg
+    assert "morphnas resume" in msg
+    assert list((small_disk / "m1").iterdir()) == [], "no half-written weights.pt.tmp or network.json.tmp"
+    small = create_network("tiny_resnet")
+    save_network(small, small_disk / "m1")               # the same folder, now with room: saved whole
+    assert load_network(small_disk / "m1").num_params() == small.num_params()
+
+
+def test_leftovers_of_a_crashed_save_do_not_block_the_next(tmp_path):
+    d = tmp_path / "m2"
+    d.mkdir()
+    (d / "weights.pt.tmp").write_bytes(b"torn")          # what kill -9 in the middle of a save leaves
+    net = create_network("tiny_resnet")
+    save_network(net, d)
+    assert sorted(p.name for p in d.iterdir()) == ["network.json", "weights.pt"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(MorphnasError, match="refusing to save into"):
+        save_network(net, tmp_path / "other")            # a folder of the user's is still refused
