@@ -6,6 +6,7 @@ export all read rows and none of them needs to know how trials are written.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -94,9 +95,12 @@ def _finished(r: Row) -> bool:
 
 
 def rank_rows(rows: Sequence[Row], directions: Sequence[str]) -> list[Row]:
-    """Finished rows ranked by the first objective (ties: lower trial number first), then the rest."""
+    """Finished rows ranked by the first objective, then the rest. Ties go to the fewer parameters,
+    then the lower trial number: the rule of ``Population.best``, so the leaderboard's first row, the
+    Python API's ``best`` and the member the final stage trains are one member."""
     signs = _signs(directions)
-    done = sorted((r for r in rows if _finished(r)), key=lambda r: (-signs[0] * r.values[0], r.trial))
+    done = sorted((r for r in rows if _finished(r)),
+                  key=lambda r: (-signs[0] * r.values[0], r.params if r.params is not None else math.inf, r.trial))
     rest = sorted((r for r in rows if not _finished(r)), key=lambda r: r.trial)
     return [dataclasses.replace(r, rank=i + 1) for i, r in enumerate(done)] + rest
 

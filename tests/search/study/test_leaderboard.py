@@ -149,6 +149,23 @@ def test_rank_rows_minimize_and_pareto():
         (1, 1, False), (3, 2, True), (4, 3, True), (0, 4, False), (2, None, False)]
 
 
+def test_rank_rows_ties_follow_the_population_rule():
+    """Equal metric: fewer parameters first, then the older trial; the same member Population.best
+    (and so the final stage) picks."""
+    from morphnas.search.state.population import Member, Population
+
+    def row(i, value, params):
+        return Row(trial=i, member_id=f"m{i}", parent_id=None, depth=0, state="COMPLETE", values=(value,), ops="",
+                   val_acc=value, params=params, params_mb=None, flops=None, preservation_error=None, member_path="")
+    rows = [row(0, 0.5, 100), row(1, 1.0, 300), row(2, 1.0, 200), row(3, 1.0, 200)]
+    assert [r.trial for r in rank_rows(rows, ["maximize"])] == [2, 3, 1, 0]
+    pop = Population()
+    for r in rows:
+        pop.add(Member(id=r.member_id, parent_id=None, depth=0, born=r.trial, val_acc=r.values[0], params=r.params,
+                       flops=0, path=r.member_id))
+    assert pop.best().id == rank_rows(rows, ["maximize"])[0].member_id == "m2"
+
+
 def test_bad_results_are_refused_or_failed(tmp_path):
     run = RunDir.at(tmp_path / "r").make()
     lb = Leaderboard.for_run(run, ["maximize"], search_space=SEARCH_SPACE)
