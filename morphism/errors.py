@@ -6,6 +6,9 @@ messages and a non-zero exit, anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+import errno
+import os
+from pathlib import Path
 from typing import Iterable
 
 
@@ -54,6 +57,33 @@ class ImportUnsupported(MorphnasError):
         more = f" (+{len(self.ops) - 1} more)" if len(self.ops) > 1 else ""
         super().__init__(f"cannot import the model: {first} is not supported{more}; rewrite that part with "
                          "supported layers or import the model without it")
+
+
+class StorageError(MorphnasError):
+    """A file could not be written (a full disk, a read-only mount); the message names the place and
+    the fix. :class:`StorageFull` is the full disk: a run stops on it rather than fail a member."""
+
+
+class StorageFull(StorageError):
+    """No space left on the filesystem that was being written."""
+
+
+def storage_error(e: OSError, path: str | os.PathLike, doing: str) -> StorageError:
+    """An ``OSError`` of writing ``path`` as one line a user acts on: a full disk names the
+    filesystem's free space and the fix; a read-only or forbidden place says where to write."""
+    where = Path(path)
+    if e.errno == errno.ENOSPC:
+        probe = next((p for p in (where, *where.parents) if p.exists()), where)
+        try:
+            st = os.statvfs(probe)
+            free = f"{st.f_bavail * st.f_frsize / 2**20:.1f} MiB free of {st.f_blocks * st.f_frsize / 2**20:.1f} MiB"
+        except OSError:
+            free = "free space unknown"
+        return StorageFull(f"{doing} {str(where)!r}: no space left on the filesystem holding it ({free}); free "
+                           f"space there (or move the run), then morphnas resume re-runs what was interrupted")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StorageError(f"{doing} {str(where)!r}: {e.strerror}; write where this process can write")
+    return StorageError(f"{doing} {str(where)!r}: {e.strerror or e}")
 
 
 class PreservationError(MorphnasError):

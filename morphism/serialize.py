@@ -18,19 +18,19 @@ half-written spec next to old weights.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import LoadError, MorphnasError, SpecError
+from .errors import LoadError, MorphnasError, SpecError, storage_error
 from .graph import Network
 from .joins import CONCAT, SUM
 from .layer_json import spec_from_json, spec_to_json
@@ -72,42 +72,43 @@ def save_network(net: Network, path: str | os.PathLike) -> Path:
     """Write ``net`` to the directory ``path`` (created if needed) and return it.
 
     Refuses a path that is a file, or a non-empty directory that is not a saved network, so a typo
-    never scatters files into an unrelated folder.
+    never scatters files into an unrelated folder. A new network is written into a hidden sibling
+    folder and renamed into place whole, so a crash (or a full disk) never leaves a partial network
+    under ``path``; an existing one is replaced file by file, each written aside and renamed, the
+    spec last. What an interrupted save left (``*.tmp`` files, hidden ``.<name>.saving-*`` folders)
+    is cleared by the next save to the same path.
     """
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise MorphnasError(f"cannot save the network to {str(out)!r}: it is a file, not a directory")
     leftovers = [out / (WEIGHTS_FILE + ".tmp"), out / (SPEC_FILE + ".tmp")]   # what a crash mid-save leaves
-    if out.is_dir() and not (out / SPEC_FILE).exists() and any(p not in leftovers for p in out.iterdir()):
+    existing = out.is_dir() and (out / SPEC_FILE).exists()
+    if out.is_dir() and not existing and any(p not in leftovers for p in out.iterdir()):
         raise MorphnasError(f"refusing to save into {str(out)!r}: the directory is not empty and holds no "
                             f"{SPEC_FILE}; pick a new directory")
-    for p in leftovers:
-        p.unlink(missing_ok=True)
+    staging = out.parent / f".{out.name}.saving-{os.getpid()}"
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        return _write_network(net, out)
+        for p in leftovers:
+            p.unlink(missing_ok=True)
+        if existing:
+            return _write_network(net, out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for old in out.parent.glob(f".{out.name}.saving-*"):     # an earlier save that crashed
+            shutil.rmtree(old, ignore_errors=True)
+        staging.mkdir()
+        _write_network(net, staging)
+        if out.is_dir():
+            out.rmdir()                  # empty now: the leftovers above were all it held
+        os.replace(staging, out)
+        return out
     except OSError as e:
         for p in leftovers:          # never leave a half-written file behind
             try:
                 p.unlink(missing_ok=True)
             except OSError:
                 pass
-        raise MorphnasError(f"cannot save the network to {str(out)!r}: {_os_reason(e, out)}") from None
-
-
-def _os_reason(e: OSError, out: Path) -> str:
-    """An OSError as a user reads it: a full disk says which filesystem and how much is free."""
-    if e.errno == errno.ENOSPC:
-        try:
-            st = os.statvfs(out if out.exists() else out.parent)
-            free = f"{st.f_bavail * st.f_frsize / 2**20:.1f} MiB free of {st.f_blocks * st.f_frsize / 2**20:.1f} MiB"
-        except OSError:
-            free = "free space unknown"
-        return (f"no space left on the filesystem holding it ({free}); free space there (or move the run), "
-                f"then morphnas resume re-runs what was interrupted")
-    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"{e.strerror}; save where this process can write"
-    return e.strerror or str(e)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise storage_error(e, out, "cannot save the network to") from None
 
 
 def _write_network(net: Network, out: Path) -> Path:

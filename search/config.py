@@ -221,9 +221,9 @@ class RayConfig:
     asha: bool = False                  # early-stop weak children (ASHA on val_acc per epoch)
     grace_period: int = field(default=1, metadata=_GE1)
     reduction_factor: int = field(default=2, metadata=rule(ge=2))
-    # re-runs of a trial whose worker or node died (Tune FailureConfig); 0: such a trial is recorded
-    # FAIL and the search goes on
-    max_failures: int = field(default=0, metadata=_GE0)
+    # re-runs of a trial whose worker or node died (Tune FailureConfig: a preempted node, the OOM
+    # killer); 0: such a trial is recorded FAIL at once. A child that raises is never re-run.
+    max_failures: int = field(default=1, metadata=_GE0)
     # experiment trackers: Ray Tune's logger callbacks by name, or import paths of your own
     callbacks: list[str] = field(default_factory=list, metadata=rule(parse=_callbacks))
     callback_options: dict[str, Any] = field(default_factory=dict)   # name -> keyword arguments

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from morphnas.morphism.errors import MorphnasError
+from morphnas.morphism.errors import MorphnasError, StorageError
 from morphnas.morphism.serialize import load_network
 from morphnas.search.config import Config, DataConfig, save_config
 from morphnas.search.data.core import load_data
@@ -38,10 +38,10 @@ from morphnas.search.strategies.mutator import SpaceMutator
 from morphnas.search.study.domains import to_distribution
 from morphnas.search.study.leaderboard import Leaderboard
 from morphnas.search.study.publish import BackgroundPublisher, Publisher
-from morphnas.search.study.storage import quiet_optuna
+from morphnas.search.study.storage import quiet_optuna, study_file
 from morphnas.search.trial.hold import WAKE_FILE, bump_wake, hold_config, read_wake
 from morphnas.search.trial.jobs import Job, child_job, data_fields, environment, fail_result, rerun, seed_job
-from morphnas.search.tune.session import TuneSession
+from morphnas.search.tune.session import RAY_ERRORS_FILE, TuneSession
 from morphnas.spaces.actions import ActionSpace
 
 FINISHED = "FINISHED"
@@ -62,6 +62,8 @@ class Driver:
         self.errored: dict[str, str] = {}         # member id -> error text, for trials Tune saw fail
         self.interrupted = False
         self.fatal: str | None = None
+        self._in_tune = False          # inside session.fit: Tune's callbacks call the driver
+        self.retries: dict[str, int] = {}   # member id -> re-runs of its trial after its worker died
         self.progress = Progress()
         self._gpus = 0.0                          # GPUs per trial of this session (set by the session)
         self._session_start = time.time()
@@ -125,12 +127,12 @@ class Driver:
             self._search()
             if not self.interrupted and not self.fatal:
                 self._say_if_no_child()
+            if self.fatal:
+                raise MorphnasError(self.fatal)
             if self.interrupted:
                 self.echo(f"interrupted: {len(self.state.pending)} running trial(s) will be re-run; "
                           f"continue with: morphnas resume {self.root}")
                 return 130
-            if self.fatal:
-                raise MorphnasError(self.fatal)
             self.state.status = "final"
             self._save()
         if self.state.status == "final":
@@ -147,12 +149,36 @@ class Driver:
         self.strategy = factory(self.cfg.strategy, self.mutator, self.cfg.random_seed)
         if self.state.strategy is not None:
             self.strategy.load_state_dict(self.state.strategy)
-        self.lb = Leaderboard.for_run(self.run_dir, *study_objectives(self.cfg, self.strategy),
-                                      score_sign=self.cfg.task.resolved().metric.sign)
+        self._open_study()
         if self.verbose:                          # --verbose: Optuna's log lines too
             quiet_optuna(True)
+
+    def _open_study(self) -> None:
+        """The run's leaderboard (created if missing) and the publisher that writes it."""
+        self.lb = Leaderboard.for_run(self.run_dir, *study_objectives(self.cfg, self.strategy),
+                                      score_sign=self.cfg.task.resolved().metric.sign)
         self.publisher = BackgroundPublisher(Publisher(self.lb), self.echo)
+        self._study_path = study_file(self.lb.storage_url)
+        self._space_set = False
         self._set_search_space()
+
+    def _check_study(self) -> None:
+        """A study file deleted while the run goes on (SQLite keeps writing into the unlinked file, so
+        nothing would fail until the run ended with no leaderboard): recreate it from the run state,
+        which holds every finished trial, and say so."""
+        if self._study_path is None or self._study_path.exists():
+            return
+        self.publisher.close()
+        engine = getattr(self.lb.storage, "engine", None)
+        if engine is not None:
+            engine.dispose()              # its pooled connection still points at the deleted file
+        self._open_study()
+        for r in self.state.results:
+            self.publisher.submit(r)
+        for job in sorted(self.state.pending.values(), key=lambda j: j.born):
+            self.publisher.open(job)
+        self.echo(f"[search] {self._study_path} was deleted during the run; recreated it from the run state "
+                  f"({len(self.state.results)} finished trial(s) recorded again)")
 
     def _set_search_space(self) -> None:
         """Once the seed exists, give the leaderboard the fixed domains of the search params: the
@@ -190,11 +216,29 @@ class Driver:
         assert self._elapsed_base is not None
         return self._elapsed_base + (time.time() - self._session_start)
 
-    def _save(self) -> None:
-        """Write the state; the search's wall time goes with it, so a kill -9 loses none of it."""
+    def _save(self) -> bool:
+        """Write the state; the search's wall time goes with it, so a kill -9 loses none of it.
+
+        Inside Tune's callbacks a write that fails (a full disk, a read-only mount) stops the run
+        instead of raising there: the state on disk is the last good one, so what was running stays
+        pending and ``resume`` re-runs it. Returns whether the state was written."""
         if self.state.status == "search" and self._elapsed_base is not None:
             self.state.elapsed = self._elapsed()
-        self.state.save(self.root)
+        try:
+            self.state.save(self.root)
+            return True
+        except StorageError as e:
+            if not self._in_tune:
+                raise
+            self._stop(str(e))
+            return False
+
+    def _stop(self, why: str) -> None:
+        """End the run with one line (``why``): running trials stop and stay pending for ``resume``."""
+        if self.fatal is None:
+            self.fatal = why
+        self.interrupted = True
+        self._bump()
 
     def _budget_raised(self) -> bool:
         """A finished run whose budget has room again: more trials than it started or, with only a
@@ -266,7 +310,9 @@ class Driver:
         job = job.replace(**environment(self.cfg, self.root, self._gpus, self.space.constraints.max_latency_ms))
         self.state.pending[job.member_id] = job
         self.state.strategy = self.strategy.state_dict()
-        self._save()                       # write-ahead: before the trial exists
+        if not self._save():               # write-ahead: before the trial exists
+            return FINISHED
+        self._check_study()
         self.publisher.open(job)           # its Optuna trial number is fixed now, in launch order (queued)
         self.trials[trial_id] = job.member_id
         if self.holds:
@@ -315,6 +361,10 @@ class Driver:
             r = fail_result(job, "the trial ended without reporting a result")
         else:
             r = TrialResult.from_json(json.loads(raw))
+            if r.state == "FAIL" and r.extra.get("fault") == "disk_full":
+                # Not the child's fault: stop the run with the worker's line; the member stays pending.
+                self._stop(r.fail_reason.split(": ", 1)[-1])
+                return
             if not (result or {}).get("final", False):       # stopped by the scheduler (ASHA)
                 r = dataclasses.replace(r, extra={**r.extra, "early_stopped": True})
         self._finish(job, r)
@@ -326,6 +376,18 @@ class Driver:
         self.errored.pop(mid, None)
         job = self._pending(mid)
         self._finish(job, fail_result(job, f"worker error: {message}"))
+
+    def on_trial_retry(self, trial_id: str, message: str, attempt: int) -> None:
+        """Tune re-runs a trial whose worker died: same job, from its start; one line says so."""
+        mid = self.trials.get(trial_id)
+        if mid is None or mid not in self.state.pending or self.interrupted:
+            return            # a hold (no member) or a stopping run
+        self._epochs[mid] = 0
+        self.retries[mid] = self.retries.get(mid, 0) + 1
+        why = "" if message == "the worker died" else f" ({message[:160]})"
+        self.echo(f"[search] member {mid}: its worker process died{why}; re-running it "
+                  f"(retry {self.retries[mid]} of {self.cfg.ray.max_failures}, ray.max_failures; Ray's text is in "
+                  f"{RAY_ERRORS_FILE})")
 
     def interrupt(self, signal_name: str) -> None:
         """Ctrl-C / SIGTERM: stop the running trials (they stay pending); a second one stops at once."""
@@ -342,6 +404,8 @@ class Driver:
     # ------------------------------------------------------------------------- results
     def _finish(self, job: Job, r: TrialResult) -> None:
         mid = r.member_id
+        if self.retries.get(mid):
+            r = dataclasses.replace(r, extra={**r.extra, "worker_retries": self.retries[mid]})
         self.state.pending.pop(mid, None)
         if r.state == "COMPLETE":
             r = dataclasses.replace(r, values=tuple(float(v) for v in self.strategy.objective_values(r)))
@@ -351,7 +415,8 @@ class Driver:
         self.strategy.observe(r, self.population)
         self.state.strategy = self.strategy.state_dict()
         self.state.results.append(r)
-        self._save()                        # write-ahead: before the study
+        if not self._save():                # write-ahead: before the study
+            return
         self._record(r)
         self._set_search_space()
         self._show(force=True)
@@ -360,6 +425,9 @@ class Driver:
 
     def _record(self, r: TrialResult) -> None:
         """Hand the member to the background publisher (drawing + study write off the critical path)."""
+        if self._study_path is not None and not self._study_path.exists():
+            self._check_study()           # records every result of the state, this one included
+            return
         self.publisher.submit(r)
 
     def _show(self, force: bool = False) -> None:
@@ -392,11 +460,13 @@ class Driver:
                 self.echo(f"[search] run {self.root.name}: strategy {self.strategy.name}, budget "
                           f"{self.cfg.budget.trials} trial(s), {session.concurrent} at a time on Ray Tune")
                 self._wake_value = read_wake(self._wake)
+                self._in_tune = True
                 session.fit(self, num_samples=remaining + MAX_HOLDS, name=f"session{self.state.sessions}")
                 self._after_fit()
             finally:
                 self._bump()
                 self._save()
+                self._in_tune = False
 
     def _after_fit(self) -> None:
         if self.interrupted:

@@ -15,7 +15,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from morphnas.search.state.rundir import RunDirError, journal_path
 
-__all__ = ["load_study", "open_storage", "quiet_optuna", "verbose_wanted"]
+__all__ = ["load_study", "open_storage", "quiet_optuna", "study_file", "verbose_wanted"]
 
 VERBOSE_ENV = "MORPHNAS_VERBOSE"
 
@@ -62,6 +62,16 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         return optuna.storages.get_storage(with_postgres_driver(url))
     except Exception as e:  # optuna raises many types for a malformed URL
         raise RunDirError(f"cannot open Optuna storage {url!r}: {e}".splitlines()[0]) from None
+
+
+def study_file(url: str) -> Path | None:
+    """The file a storage URL keeps its study in (SQLite or a journal file); ``None`` for a server."""
+    journal = journal_path(url)
+    if journal is not None:
+        return Path(journal)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///"):])
+    return None
 
 
 def with_postgres_driver(url: str) -> str:

@@ -18,6 +18,7 @@ pass is counted in training FLOPs, so a method that scores pays for it.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass, replace
@@ -27,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from morphnas.morphism.compile import compile_network
-from morphnas.morphism.errors import MorphnasError
+from morphnas.morphism.errors import MorphnasError, storage_error
 from morphnas.morphism.graph import Network
 from morphnas.morphism.optstate import ParamState, map_param_state
 from morphnas.search.data.core import Data, batches
@@ -63,10 +64,17 @@ class Scored:
 # ------------------------------------------------------------------------------ optimizer state files
 def save_optimizer_state(state: ParamState, member_dir: Path) -> None:
     """Write ``state`` beside the member's network, atomically (temporary file, then rename)."""
-    member_dir.mkdir(parents=True, exist_ok=True)
     tmp = member_dir / f".{OPTIMIZER_FILE}.{os.getpid()}.tmp"
-    torch.save({k: {n: t.detach().cpu() for n, t in v.items()} for k, v in state.items()}, tmp)
-    os.replace(tmp, member_dir / OPTIMIZER_FILE)
+    buf = io.BytesIO()      # serialised in memory, then a plain write: a full disk is an OSError (ENOSPC)
+    torch.save({k: {n: t.detach().cpu() for n, t in v.items()} for k, v in state.items()}, buf)
+    try:
+        member_dir.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+        os.replace(tmp, member_dir / OPTIMIZER_FILE)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(e, member_dir / OPTIMIZER_FILE, "cannot save the optimizer state to") from None
 
 
 def load_optimizer_state(member_dir: Path) -> ParamState | None:

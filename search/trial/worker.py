@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from morphnas.morphism.errors import MorphnasError
+from morphnas.morphism.errors import MorphnasError, StorageFull
 from morphnas.morphism.graph import Network
 from morphnas.morphism.ops import load_ops
 from morphnas.morphism.serialize import load_network, save_network
@@ -85,7 +85,8 @@ def base_result(job: Job, extra_fields: Mapping[str, Any] | None = None, **kw: A
 def failed_report(job: Job, e: BaseException, start: float) -> dict[str, Any]:
     """The final report of a job that raised: state FAIL, the reason, the proposal's actions standing
     in for the morph records the failed child never got."""
-    res = base_result(job, state="FAIL", fail_reason=failure_reason(e), wall_time=time.time() - start,
+    fault = {"fault": "disk_full"} if isinstance(e, StorageFull) else None   # the run stops; the member is re-run
+    res = base_result(job, fault, state="FAIL", fail_reason=failure_reason(e), wall_time=time.time() - start,
                       actions=job.action_dicts())
     worst = 0.0 if Task.from_json(job.task).classification else -1e30   # never a rung's best
     return {METRIC: worst, "epoch": 0, "final": True, "trial_result": json.dumps(res.to_json())}

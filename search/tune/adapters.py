@@ -33,6 +33,8 @@ class TuneDriver(Protocol):
 
     def on_trial_error(self, trial_id: str, message: str) -> None: ...
 
+    def on_trial_retry(self, trial_id: str, message: str, attempt: int) -> None: ...
+
 
 class MorphSearcher(Searcher):
     """Thin adapter: ``suggest`` -> ``driver.suggest``; results -> the driver. No search logic here."""
@@ -70,16 +72,25 @@ class ErrorCallback(Callback):
         self._driver = driver
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        err = None
-        try:
-            err = trial.get_error()
-        except Exception:  # the error text is best effort; the trial is failed either way
-            pass
-        text = str(err).strip() if err is not None else ""
-        self._driver.on_trial_error(trial.trial_id, text.splitlines()[-1] if text else "the worker died")
+        self._driver.on_trial_error(trial.trial_id, _last_line(trial))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """Tune re-runs a trial whose worker died (``ray.max_failures``): the driver says so in one line."""
+        self._driver.on_trial_retry(trial.trial_id, _last_line(trial), int(trial.run_metadata.num_failures))
 
     def __getstate__(self):
         return {}
+
+
+def _last_line(trial) -> str:
+    """The last line of a failed trial's error (Ray's text of a dead actor runs to many lines)."""
+    err = None
+    try:
+        err = trial.get_error()
+    except Exception:  # the error text is best effort; the trial is failed (or retried) either way
+        pass
+    text = str(err).strip() if err is not None else ""
+    return text.splitlines()[-1] if text else "the worker died"
 
 
 class InterruptStopper(Stopper):

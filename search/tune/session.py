@@ -36,6 +36,7 @@ from morphnas.search.tune import adapters
 from morphnas.search.tune.trainable import trainable_with_resources
 
 SESSION_FILE = "ray_session.json"
+RAY_ERRORS_FILE = "ray_errors.log"   # Ray's own error text of a dead worker, kept out of the terminal
 CONNECT_TIMEOUT = 5.0      # seconds to wait for ray.address to answer
 # Ray loggers whose messages alarm more than they inform; shown with --verbose.
 _NOISY = ("ray._private.authentication.authentication_token_setup", "ray.tune.analysis.experiment_analysis")
@@ -133,11 +134,80 @@ class TuneSession:
         old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         for s in old:
             signal.signal(s, handler)
+        quiet = None if self.verbose else RayErrorsToFile(self.run_dir.root / RAY_ERRORS_FILE)
         try:
+            if quiet is not None:
+                quiet.install()
             tuner.fit()
         finally:
+            if quiet is not None:
+                quiet.remove()
             for s, h in old.items():
                 signal.signal(s, h)
+
+
+class _TrialFailureRecords(logging.Filter):
+    """Drops Tune's "Trial task failed for trial ..." records (each with a traceback of Ray's internals)
+    and its closing "Trials did not complete" (the driver has said which member failed, and why)."""
+
+    def __init__(self, sink: "RayErrorsToFile"):
+        super().__init__()
+        self.sink = sink
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(("Trial task failed", "Trials did not complete")):
+            self.sink.write([record.getMessage(), str(record.exc_info[1]) if record.exc_info else ""])
+            return False
+        return True
+
+
+class RayErrorsToFile:
+    """While Tune runs, Ray's text of a worker that died goes to ``path`` instead of the terminal.
+
+    Only a dying worker or node reaches Tune as an error (``run_trial`` turns everything a child
+    raises into a FAIL report), and the driver says what happened in one line of its own: the trial
+    is re-run (``ray.max_failures``) or recorded FAIL. Ray prints the same event twice and at length:
+    the raylet's advice (from a thread of Ray's driver, through ``ray._private.worker.print_to_stdstream``,
+    Ray's only hook for it) and Tune's "Trial task failed" traceback (a logging record). Both are kept,
+    whole, in ``path`` (``--verbose`` leaves Ray's printing alone)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._filter = _TrialFailureRecords(self)
+        self._original: Callable[..., Any] | None = None
+
+    def write(self, lines: list[str]) -> None:
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + "\n".join(x for x in lines if x) + "\n")
+        except OSError:       # a full or read-only disk: the driver's own line still says what happened
+            pass
+
+    LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.tune")
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self._filter)
+        import ray._private.worker as ray_worker  # lazy: Ray is imported only by a search
+        original = getattr(ray_worker, "print_to_stdstream", None)
+        if original is None:      # another Ray version: its printing stays as it is
+            return
+
+        def print_to_stdstream(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            if data.get("pid") == "raylet":
+                self.write([str(x) for x in data.get("lines", [])])
+            else:
+                original(data, *args, **kwargs)
+        self._original = original
+        ray_worker.print_to_stdstream = print_to_stdstream
+
+    def remove(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self._filter)
+        if self._original is not None:
+            import ray._private.worker as ray_worker  # lazy: see install
+            ray_worker.print_to_stdstream = self._original
+            self._original = None
 
 
 def share_import_paths() -> None:

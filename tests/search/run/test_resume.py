@@ -207,11 +207,15 @@ def test_ctrl_c_then_kill_9_then_resume_loses_and_repeats_nothing(tmp_path, caps
     assert all(extended[mid] == after[mid] for mid in after), "finished members are untouched"
 
 
-def test_a_crashed_worker_fails_its_trial_and_the_search_goes_on(tmp_path):
-    """kill -9 of the Ray worker running a child: that trial is recorded FAIL, the others finish."""
+@pytest.mark.parametrize("retries", [1, 0], ids=["retried by default", "max_failures 0"])
+def test_a_crashed_worker_is_retried_once_then_failed(tmp_path, retries):
+    """kill -9 of the Ray worker running a child (what a preempted node or the OOM killer does): by
+    default (``ray.max_failures: 1``) Tune re-runs that child and one line says so; with 0 the trial
+    is recorded FAIL. The others finish either way, and Ray's many-line text of a dead actor never
+    reaches the user."""
     # 8 short epochs: the kill lands after a child's first epoch report, with 7 more to go.
     cfg = {**CONFIG, "name": "w", "runs_dir": str(tmp_path / "runs"), "budget": {"trials": 3},
-           "finetune": {"epochs": 8}, "final": {"epochs": 0}}
+           "finetune": {"epochs": 8}, "final": {"epochs": 0}, "ray": {**CONFIG.get("ray", {}), "max_failures": retries}}
     (tmp_path / "w.yaml").write_text(yaml.safe_dump(cfg))
     run = tmp_path / "runs" / "w"
     log = open(tmp_path / "log.txt", "w")
@@ -245,6 +249,17 @@ def test_a_crashed_worker_fails_its_trial_and_the_search_goes_on(tmp_path):
         log.close()
     trials = finished_trials(f"sqlite:///{run / 'study.db'}", "w")
     assert sorted(trials) == ["m0", "m1", "m2", "m3"]
+    out = (tmp_path / "log.txt").read_text()
+    said = [line for line in out.splitlines() if "its worker process died" in line]
     failed = [m for m, (st, *_) in trials.items() if st == "FAIL"]
-    assert len(failed) >= 1 and all("worker error" in trials[m][2]["fail_reason"] for m in failed)
+    if retries:
+        assert len(said) == 1 and "re-running it (retry 1 of 1" in said[0], out[-3000:]
+        victim_id = said[0].split("member ", 1)[1].split(":", 1)[0]
+        assert failed == [], {m: trials[m][2].get("fail_reason") for m in failed}
+        assert trials[victim_id][3]["worker_retries"] == 1
+    else:
+        assert said == []
+        assert len(failed) >= 1 and all("worker error" in trials[m][2]["fail_reason"] for m in failed)
+    assert "The actor is dead" not in out and "Traceback" not in out and "did not complete" not in out, out[-3000:]
+    assert "worker died" in (run / "ray_errors.log").read_text(), "Ray's own text is kept in the run"
     assert state(run)["status"] == "finished"
