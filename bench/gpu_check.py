@@ -273,7 +273,7 @@ def child(rep: Report, device: torch.device, a: argparse.Namespace, tp: dict[str
 
 
 def loop(rep: Report, device: torch.device, a: argparse.Namespace, tp: dict[str, Any]) -> None:
-    if not rep.section("4. the search's training loop (train(), settings auto) vs the plain step", 30):
+    if not rep.section("4. the search's training loop (train(), settings auto)", 30):
         return
     n = 256 if a.quick else 10000
     batch = tp["batch"] if not a.quick else 32

@@ -39,12 +39,12 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 SYNC_EVERY = 50
 
 # The ``compile: auto`` rule on a GPU: compile when planned steps x COMPILE_SAVED_MS >= COMPILE_SECONDS.
-# COMPILE_SECONDS is an upper estimate of compiling a ResNet-20-sized child's training step (forward,
-# backward, and once more for the last, smaller batch) with inductor: measured on this project's CPU
-# machine (BENCHMARKS.md, "torch.compile on the CPU"), where it took 40-60 s; a GPU build with a warm
-# Triton cache is usually faster, so this errs towards not compiling. COMPILE_SAVED_MS is an assumed
-# saving per step of batch 128 on a GPU (fused BN/PReLU/add kernels, fewer launches): not measured
-# here (no GPU); bench/gpu_check.py measures both on a GPU and prints the break-even step count.
+# COMPILE_SECONDS: compiling the IR ResNet-20's training step (forward + backward, inductor) took 51.4 s
+# on this project's CPU machine, one thread (BENCHMARKS.md, "torch.compile on the CPU"); the last,
+# smaller batch of an epoch compiles once more, and a GPU's Triton compile is assumed to take about as
+# long, so 60 s. COMPILE_SAVED_MS is an assumed saving per step of batch 128 on a GPU (fused
+# BN/PReLU/add kernels, fewer launches): not measured (no GPU was available). bench/gpu_check.py
+# measures both on a GPU and prints the break-even step count: put its figures here.
 COMPILE_SECONDS = 60.0
 COMPILE_SAVED_MS = 4.0
 COMPILE_MIN_STEPS = int(math.ceil(COMPILE_SECONDS * 1000.0 / COMPILE_SAVED_MS))   # 15,000 steps
