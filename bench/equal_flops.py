@@ -22,6 +22,7 @@ score candidates, carry the optimizer state, train), ``make_child`` and ``train`
 
     .venv/bin/python bench/equal_flops.py --regime r1 --reps 5 --jobs 2
     .venv/bin/python bench/equal_flops.py --quick          # a smoke test of the same code (CI-sized)
+    python bench/equal_flops.py --device cuda ...           # every training on the GPU (bench/gpu_check.py)
 """
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+from _checkout import use_checkout  # noqa: E402
+
+use_checkout()     # an installed morphnas as it is, else this checkout (gpu_check runs it uninstalled)
 
 from search_efficiency import ci95, fmt, reinit  # noqa: E402
 
@@ -85,6 +90,14 @@ class Setting:
     grow_actions: tuple[int, int] = (1, 2)    # morphs per grow candidate (the action space's actions_per_child)
     methods: tuple[str, ...] = ("seed", "grow:rung", "grow:gradient", "grow:first", "hill", "hill+halving",
                                 "random", "table2")
+    device: str = "cpu"                       # where every training runs (--device)
+
+
+DEVICE = "cpu"   # the repetition's device, set by run_rep in its own process
+
+
+def _train(*args: Any, **kw: Any) -> Any:
+    return train(*args, device=DEVICE, **kw)
 
 
 class Tracker:
@@ -134,7 +147,7 @@ def seed_longer(s: Setting, data: Any, seed_net: Any, budget: float) -> dict[str
         tr.offer(net, rep.val_acc, rep.train_flops)
         if rep.epoch % s.cycle == 0:
             snaps.append(net)
-    _, reps = train(reinit(seed_net, s.rep + 50), data, sgdr(s, s.budget_epochs), seed=s.rep + 50, on_epoch=on_epoch)
+    _, reps = _train(reinit(seed_net, s.rep + 50), data, sgdr(s, s.budget_epochs), seed=s.rep + 50, on_epoch=on_epoch)
     tr.flops = reps[-1].train_flops
     return tr.result(ensemble_test=ensemble_test(snaps[-3:], data))
 
@@ -154,7 +167,7 @@ def grow(s: Setting, data: Any, seed_net: Any, budget: float, scoring: str, root
                      "growth_points": s.growth_points},
         "budget": {"trials": 1000}})
     run = root / cfg.name
-    env = environment(cfg, run, 0.0, None)
+    env = environment(cfg, run, 1.0 if DEVICE != "cpu" else 0.0, None)
     tr = Tracker(data, budget)
     ends: list[Any] = []
     pop = Population()
@@ -201,7 +214,7 @@ def hill_climb(s: Setting, data: Any, seed_net: Any, budget: float, halving: boo
     """NASH hill climbing (or another sibling-training strategy: ``section``) with the product's
     strategy, mutator, make_child and train, in FLOPs; children of a batch are proposed together."""
     tr = Tracker(data, budget)
-    seed_trained, reps = train(reinit(seed_net, s.rep + 50), data, sgdr(s, s.cycle), seed=s.rep + 50)
+    seed_trained, reps = _train(reinit(seed_net, s.rep + 50), data, sgdr(s, s.cycle), seed=s.rep + 50)
     tr.flops = reps[-1].train_flops
     tr.offer(seed_trained, reps[-1].val_acc, tr.flops)
     nets = {"m0": seed_trained}
@@ -227,7 +240,7 @@ def hill_climb(s: Setting, data: Any, seed_net: Any, budget: float, halving: boo
             born += 1
             child = make_child(nets[p.parent_id], p.actions, data, seed=s.rep * 1000 + born).network
             base = tr.flops
-            trained, reps = train(child, data, replace(ft, epochs=rung), seed=s.rep * 1000 + born,
+            trained, reps = _train(child, data, replace(ft, epochs=rung), seed=s.rep * 1000 + born,
                                   on_epoch=lambda rep, net, b=base: tr.offer(net, rep.val_acc, b + rep.train_flops))
             tr.flops = base + reps[-1].train_flops
             nets[f"m{born}"] = trained
@@ -235,7 +248,7 @@ def hill_climb(s: Setting, data: Any, seed_net: Any, budget: float, halving: boo
         if halving:
             for entry in sorted(first, key=lambda e: -e[2])[:max(1, len(first) // 3)]:
                 base = tr.flops
-                trained, reps = train(nets[entry[0]], data, replace(ft, epochs=s.ft_epochs - 1),
+                trained, reps = _train(nets[entry[0]], data, replace(ft, epochs=s.ft_epochs - 1),
                                       seed=s.rep * 1000 + 500 + born,
                                       on_epoch=lambda rep, net, b=base: tr.offer(net, rep.val_acc, b + rep.train_flops))
                 tr.flops = base + reps[-1].train_flops
@@ -260,7 +273,7 @@ def random_archs(s: Setting, data: Any, seed_net: Any, budget: float) -> dict[st
         arch = make_child(seed_net, space.sample(seed_net, rng), data, seed=s.rep * 10 + k).network
         epochs = max(1, int(budget / s.random_archs // epoch_flops(arch, data)))
         base = tr.flops
-        _, reps = train(reinit(arch, s.rep * 10 + k), data, sgdr(s, epochs), seed=s.rep * 10 + k,
+        _, reps = _train(reinit(arch, s.rep * 10 + k), data, sgdr(s, epochs), seed=s.rep * 10 + k,
                         on_epoch=lambda rep, net, b=base: tr.offer(net, rep.val_acc, b + rep.train_flops))
         tr.flops = base + reps[-1].train_flops
     return tr.result()
@@ -273,7 +286,7 @@ def table2(s: Setting, data: Any, grown: dict[str, Any]) -> dict[str, Any] | Non
     net = load_network(grown["final_net"])
     epochs = max(1, int(grown["lineage_flops"] // epoch_flops(net, data)))
     tr = Tracker(data, grown["lineage_flops"])
-    _, reps = train(reinit(net, s.rep + 7), data, sgdr(s, epochs), seed=s.rep + 9,
+    _, reps = _train(reinit(net, s.rep + 7), data, sgdr(s, epochs), seed=s.rep + 9,
                     on_epoch=lambda rep, n: tr.offer(n, rep.val_acc, rep.train_flops))
     tr.flops = reps[-1].train_flops
     return tr.result(epochs=epochs, grown_test=grown["test"])
@@ -281,6 +294,8 @@ def table2(s: Setting, data: Any, grown: dict[str, Any]) -> dict[str, Any] | Non
 
 # ------------------------------------------------------------------------------ one repetition
 def run_rep(s: Setting) -> dict[str, Any]:
+    global DEVICE
+    DEVICE = s.device
     torch.set_num_threads(1)
     torch.manual_seed(s.rep)
     data = load_data(DataConfig(dataset="mnist5k", image_size=14, train_limit=s.train_limit, val_fraction=0.1,
@@ -416,6 +431,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=None)
     ap.add_argument("--cycle", type=int, default=None, help="SGDR cycle length in epochs (default 4)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--device", default="cpu", help="train on this device (cuda: the workers' jobs ask for the GPU)")
     ap.add_argument("--from-json", default=None, help="only rebuild the report and plot from a saved JSON")
     ap.add_argument("--merge", action="append", default=[], metavar="JSON",
                     help="with --from-json: add the methods of another saved run of the same regimes and repetitions")
@@ -447,6 +463,7 @@ def main() -> None:
                             children=2, random_archs=2)
             if args.methods:
                 s = replace(s, methods=tuple(args.methods.split(",")))
+            s = replace(s, device=args.device)
             if args.grow_actions:
                 s = replace(s, grow_actions=tuple(int(x) for x in args.grow_actions.split(",")))
             for knob in ("growth_points", "candidates", "cycle"):

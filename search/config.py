@@ -204,6 +204,9 @@ class FinetuneConfig:
     restart_mult: int = field(default=1, metadata=_GE1)
     batch_size: int | None = field(default=None, metadata=_GE1)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # torch.compile of each trial's network (the seed's too): auto compiles on a GPU when the trial's planned
+    # steps repay the compile time (search/trial/accel.py, COMPILE_MIN_STEPS), never on the CPU
+    compile: Literal["auto", True, False] = "auto"
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,15 @@ class ResourcesConfig:
     gpus_per_trial: float | None = field(default=None, metadata=_GE0)  # None: 1 when the cluster has GPUs, else 0
     max_concurrent: int | None = field(default=None, metadata=_GE1)    # None: as many as the CPUs allow
     amp: bool = True                     # mixed precision when on a GPU
+    # auto: bf16 autocast on a GPU that has it, else fp16 with a gradient scaler (fp32 with amp: false);
+    # fp32 on the CPU. bf16 also runs on the CPU; fp16 needs a GPU (search/trial/accel.py)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: Literal["auto", True, False] = "auto"   # auto: on for images on a GPU, off on the CPU
+
+    def _validate(self, where: str) -> None:
+        if self.precision == "fp16" and self.gpus_per_trial == 0:
+            raise ConfigError("config 'resources.precision': fp16 needs a GPU, but resources.gpus_per_trial is 0 "
+                              "(trials train on the CPU); use bf16, fp32 or auto")
 
 
 @dataclass(frozen=True)

@@ -122,45 +122,53 @@ class Task:
 
 # ------------------------------------------------------------------------------ evaluation
 class MetricSums:
-    """Running sums over evaluation batches from which every metric of the task follows."""
+    """Running sums over evaluation batches from which every metric of the task follows.
+
+    The sums stay on the outputs' device (float64, int64 counts) and are read once, by :meth:`value`,
+    so evaluating on a GPU never waits for it between batches. Each batch's sum is taken in float32
+    and added in float64, the same arithmetic as Python floats, so CPU values are unchanged."""
 
     def __init__(self, task: Task, target_scale: tuple[float, float] | None = None):
         self.task = task
         self.mean, self.std = target_scale if target_scale is not None else (0.0, 1.0)
         self.n = 0
-        self.correct = 0
-        self.sq = self.abs = self.y_sum = self.y_sq = 0.0
+        self._sums: torch.Tensor | None = None     # correct | (sq, abs, y_sum, y_sq), on the outputs' device
 
     def add(self, out: torch.Tensor, y: torch.Tensor) -> None:
-        out = out.detach().float().cpu()
-        y = y.cpu()
+        out = out.detach().float()
+        y = y.to(out.device, non_blocking=True)
         if self.task.classification:
-            self.correct += int((out.argmax(1) == y).sum().item())
+            self._accumulate((out.argmax(1) == y).sum())
             self.n += int(y.shape[0])
             return
         # Regression targets may be standardised for training: the metric is in the data's own units.
         pred = out * self.std + self.mean
         target = _regression_target(out, y).float() * self.std + self.mean
         diff = pred - target
-        self.sq += float((diff * diff).sum())
-        self.abs += float(diff.abs().sum())
-        self.y_sum += float(target.sum())
-        self.y_sq += float((target * target).sum())
+        wide = torch.float32 if out.device.type == "mps" else torch.float64    # MPS has no float64
+        self._accumulate(torch.stack([(diff * diff).sum(), diff.abs().sum(), target.sum(),
+                                      (target * target).sum()]).to(wide))
         self.n += int(target.numel())
+
+    def _accumulate(self, term: torch.Tensor) -> None:
+        self._sums = term if self._sums is None else self._sums + term
 
     def value(self) -> float:
         n = max(1, self.n)
         key = self.task.metric.key
+        if self._sums is None:
+            return 0.0
         if key == "accuracy":
-            return self.correct / n
+            return int(self._sums) / n
+        sq, ab, y_sum, y_sq = (float(v) for v in self._sums.cpu())
         if key == "mse":
-            return self.sq / n
+            return sq / n
         if key == "rmse":
-            return (self.sq / n) ** 0.5
+            return (sq / n) ** 0.5
         if key == "mae":
-            return self.abs / n
-        var = self.y_sq / n - (self.y_sum / n) ** 2       # r2
-        return 1.0 - (self.sq / n) / var if var > 0 else 0.0
+            return ab / n
+        var = y_sq / n - (y_sum / n) ** 2       # r2
+        return 1.0 - (sq / n) / var if var > 0 else 0.0
 
 
 def metric_of(name: str) -> Metric | None:

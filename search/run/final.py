@@ -60,7 +60,8 @@ def final_stage(cfg: Config, run: RunDir, population: Population, echo: Callable
             use_gpu = torch.cuda.is_available() and cfg.resources.gpus_per_trial != 0
             train(net, data, spec, seed=cfg.random_seed + 7, on_epoch=keep_best,
                   device="cuda" if use_gpu else "cpu", amp=bool(use_gpu and cfg.resources.amp), trainer=trainer,
-                  task=task)
+                  task=task, precision=cfg.resources.precision, channels_last=cfg.resources.channels_last,
+                  compile=cfg.finetune.compile)
         except Diverged as e:
             # The search's members are safe; only this stage must run again, with a smaller LR.
             raise MorphnasError(f"final stage: {e}; fix it with: morphnas resume {run.root} "

@@ -126,6 +126,9 @@ class Job:
     threads: int = 1
     gpus: float = 0.0
     amp: bool = False
+    precision: str = "auto"                  # resources.precision
+    channels_last: Any = "auto"              # resources.channels_last
+    compile: Any = "auto"                    # finetune.compile
     distill: dict[str, Any] = field(default_factory=dict)   # finetune.distill fields (empty: the defaults)
     carry_optimizer: bool = False            # child: start from the parent's optimizer state, mapped
     latency: dict[str, Any] = field(default_factory=dict)   # LatencyConfig fields + max_ms (empty: not measured)

@@ -88,6 +88,8 @@ def environment(cfg: Config, root: Path, gpus: float, max_latency_ms: float | No
     return {"run_dir": str(root), "data": data_fields(cfg), "data_seed": cfg.random_seed,
             "tolerance": cfg.verify.tolerance, "verify_dtype": cfg.verify.dtype,
             "threads": cfg.resources.cpus_per_trial, "gpus": gpus, "amp": cfg.resources.amp,
+            "precision": cfg.resources.precision, "channels_last": cfg.resources.channels_last,
+            "compile": cfg.finetune.compile,
             "distill": dataclasses.asdict(cfg.finetune.distill),
             "latency": {**dataclasses.asdict(cfg.latency), "max_ms": max_latency_ms},
             "task": dataclasses.asdict(cfg.task), "plugins": plugin_fields(cfg)}

@@ -4,6 +4,13 @@ Used for the seed (member 0), every child's brief low-LR fine-tuning and the fin
 network is compiled once, trained, and its tensors synced back into a copy of the IR, so the
 result can be saved and morphed again. A loss that becomes NaN/inf raises :class:`Diverged`
 (the trial is then recorded as failed). Randomness (shuffling, augmentation) comes from ``seed``.
+
+On a GPU (:mod:`.accel` resolves the settings): the data is copied to the device once per process
+and batches are gathered and augmented there; convolutions run channels-last; the step runs under
+bfloat16 autocast (float16 with a gradient scaler on GPUs without bfloat16); SGD uses torch's
+fused kernel; the loss and the divergence check are read from the device every ``SYNC_EVERY`` steps
+and once per epoch, not per step; and ``compile`` wraps the child's GraphModule in
+``torch.compile``. On the CPU, with the defaults, every number is what it always was.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from morphnas.morphism.optstate import ParamState, load_optimizer_state_by_name,
 from morphnas.search.config import Schedule
 from morphnas.search.data.core import AnySplit, Data, batches
 from morphnas.search.data.task import MetricSums, Task
+from morphnas.search.trial.accel import fused_sgd_ok, resolve_accel
 from morphnas.search.trial.distill import Teacher
 from morphnas.search.trial.trainer import BuiltinTrainer, Diverged, EpochContext, TrainerError
 from morphnas.spaces.counting import count
@@ -92,11 +100,14 @@ def training_flops(net: Network, examples: int, teacher: Network | None = None) 
 
 def make_optimizer(module: torch.nn.Module, spec: TrainSpec) -> torch.optim.SGD:
     """SGD with momentum; BN affine, biases and activation slopes are not decayed (decay would pull
-    PReLU/PAct towards ReLU)."""
+    PReLU/PAct towards ReLU). Fused into one kernel per step when the parameters are on a CUDA GPU and
+    torch has it (2.4 and later); the CPU keeps torch's default step."""
     params_decay = [p for n, p in module.named_parameters() if p.ndim > 1]
     params_other = [p for n, p in module.named_parameters() if p.ndim <= 1]
+    fused = {"fused": True} if fused_sgd_ok(params_decay + params_other) else {}
     return torch.optim.SGD([{"params": params_decay, "weight_decay": spec.weight_decay},
-                            {"params": params_other, "weight_decay": 0.0}], lr=spec.lr, momentum=spec.momentum)
+                            {"params": params_other, "weight_decay": 0.0}], lr=spec.lr, momentum=spec.momentum,
+                           **fused)
 
 
 def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
@@ -104,7 +115,8 @@ def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
           device: str | torch.device = "cpu", amp: bool = False,
           teacher: Teacher | None = None, optimizer_state: ParamState | None = None,
           on_optimizer_state: Callable[[ParamState], None] | None = None,
-          trainer: Any = None, task: Task | None = None) -> tuple[Network, list[EpochReport]]:
+          trainer: Any = None, task: Task | None = None, precision: str = "auto", channels_last: Any = "auto",
+          compile: Any = "auto") -> tuple[Network, list[EpochReport]]:
     """Train a copy of ``net``; ``on_epoch(report, net_so_far)`` is called after every epoch. With a
     ``teacher`` (:mod:`.distill`: the parent, T and w) the loss mixes labels and the parent's soft outputs.
     ``optimizer_state`` (by parameter name, :mod:`morphnas.morphism.optstate`) starts the optimizer with
@@ -112,22 +124,35 @@ def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
     before ``on_epoch``, so a lineage can continue from it. ``trainer`` (:mod:`.trainer`) runs each
     epoch (default: the built-in SGD epoch); ``task`` says the loss and the metric (default:
     classification, cross-entropy, accuracy). ``EpochReport.val_acc`` is the task's *score* (the
-    metric, negated when lower is better: :class:`~morphnas.search.data.task.Metric`)."""
+    metric, negated when lower is better: :class:`~morphnas.search.data.task.Metric`).
+
+    ``precision`` (auto, fp32, bf16, fp16), ``channels_last`` and ``compile`` (auto, True, False) say how
+    the run uses its device (:func:`~.accel.resolve_accel`; ``amp`` is ``resources.amp``, read by
+    ``precision: auto`` on a GPU). Every ``auto`` keeps the CPU's float32, eager, NCHW loop."""
     device = torch.device(device)
     task = task if task is not None else Task()
     trainer = trainer if trainer is not None else BuiltinTrainer()
+    steps_per_epoch = math.ceil(len(data.train) / spec.batch_size)
+    planned = spec.epochs * steps_per_epoch if spec.max_steps is None else min(spec.max_steps,
+                                                                               spec.epochs * steps_per_epoch)
+    accel = resolve_accel(device, precision, channels_last, compile, amp=amp, planned_steps=planned,
+                          images=len(data.input_shape) == 3)
+    data = data.on(device)                 # once per process: the copy is cached with the data
     if teacher is not None:
         teacher.to(device)
     module = compile_network(net).to(device)
-    steps_per_epoch = math.ceil(len(data.train) / spec.batch_size)
+    if accel.channels_last:
+        module = module.to(memory_format=torch.channels_last)
     offset = spec.epoch_offset * steps_per_epoch
     total = max(1, (spec.total_epochs if spec.total_epochs is not None else spec.epochs) * steps_per_epoch)
-    use_amp = amp and device.type == "cuda"
     ctx = EpochContext(data=data, task=task, spec=spec, device=device, generator=torch.Generator().manual_seed(seed),
                        lr_at=lambda step: _lr(spec, offset + step, total, steps_per_epoch), teacher=teacher,
-                       amp=use_amp, scaler=torch.amp.GradScaler("cuda") if use_amp else None,
-                       max_steps=spec.max_steps)
+                       amp=accel.autocast_dtype is not None, amp_dtype=accel.autocast_dtype,
+                       scaler=torch.amp.GradScaler("cuda") if accel.scaler else None,
+                       max_steps=spec.max_steps, channels_last=accel.channels_last, sync_every=accel.sync_every)
+    ctx.extra["accel"] = accel
     ctx.optimizer = _optimizer(trainer, module, ctx)
+    model = _compiled(module) if accel.compile else module
     if optimizer_state is not None:
         load_optimizer_state_by_name(ctx.optimizer, module, optimizer_state)
     flops_per_example = training_flops(net, 1, teacher.network if teacher is not None else None)
@@ -136,14 +161,15 @@ def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
     for epoch in range(1, spec.epochs + 1):
         ctx.epoch = epoch
         module.train()
-        loss = _call(trainer, "train_epoch", module, ctx)
+        loss = _call(trainer, "train_epoch", model, ctx)
+        ctx.flush_checks()
         if isinstance(loss, bool) or not isinstance(loss, (int, float, torch.Tensor)) or \
                 (isinstance(loss, torch.Tensor) and loss.numel() != 1):
             raise TrainerError(f"trainer {type(trainer).__name__}.train_epoch returned {type(loss).__name__}; "
                                f"return the epoch's mean training loss as a number")
         loss = float(loss)
         ctx.check_finite(loss)
-        bad = next((n for n, p in module.named_parameters() if not torch.isfinite(p).all()), None)
+        bad = _nonfinite_parameter(module)
         if bad is not None:
             raise Diverged(f"parameter {bad!r} became NaN or infinite in epoch {epoch}; lower the learning rate")
         value = _call(trainer, "evaluate", module, ctx) if hasattr(trainer, "evaluate") else ctx.evaluate(module)
@@ -157,9 +183,34 @@ def train(net: Network, data: Data, spec: TrainSpec, seed: int = 0,
         if on_optimizer_state is not None:
             on_optimizer_state(optimizer_state_by_name(ctx.optimizer, module))
         if on_epoch is not None:
-            on_epoch(rep, sync_from_module(net, module.cpu()))
-            module.to(device)
-    return sync_from_module(net, module.cpu()), reports
+            on_epoch(rep, _synced(net, module))
+    return _synced(net, module), reports
+
+
+def _synced(net: Network, module: torch.nn.Module) -> Network:
+    """A copy of ``net`` holding ``module``'s tensors, copied to the CPU in the standard (contiguous)
+    layout; the module stays where it is (on its GPU, with its optimizer and compiled code)."""
+    if all(t.device.type == "cpu" and t.is_contiguous() for t in module.state_dict().values()):
+        return sync_from_module(net, module)
+    out = net.copy()
+    out.load_state_dict({k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()})
+    return out
+
+
+def _nonfinite_parameter(module: torch.nn.Module) -> str | None:
+    """The name of the first parameter holding NaN or infinity, or None: one read of the device."""
+    named = list(module.named_parameters())
+    if not named:
+        return None
+    ok = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).cpu()
+    return next((n for (n, _), good in zip(named, ok.tolist()) if not good), None)
+
+
+def _compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` of the child's GraphModule (inductor; the last, smaller batch of an epoch
+    compiles once more). Its parameters are the module's own, so the optimizer, the state saved
+    every epoch and evaluation (which runs the module itself) see the trained weights."""
+    return torch.compile(module)
 
 
 def _optimizer(trainer: Any, module: torch.nn.Module, ctx: EpochContext) -> torch.optim.Optimizer:
@@ -205,10 +256,11 @@ def _lr(spec: TrainSpec, step: int, total: int, steps_per_epoch: int = 1) -> flo
 def accuracy_module(module: torch.nn.Module, split: AnySplit, batch_size: int = 256,
                     device: str | torch.device = "cpu") -> float:
     module.eval()
-    correct = 0
+    correct: torch.Tensor | int = 0
     for x, y in batches(split, batch_size):
-        correct += (module(x.to(device)).argmax(1).cpu() == y).sum().item()
-    return correct / max(1, len(split))
+        x = x.to(device, non_blocking=True)
+        correct = correct + (module(x).argmax(1) == y.to(x.device, non_blocking=True)).sum()   # stays on the device
+    return int(correct) / max(1, len(split))
 
 
 @torch.no_grad()

@@ -211,7 +211,7 @@ def execute(job: Job | Mapping[str, Any], report: Callable[[dict[str, Any]], Non
     teacher = teacher_for(parent, job.distill, list(records)) if parent is not None else None
     train(net, data, spec, seed=job.train_seed, on_epoch=on_epoch, device=device, amp=bool(job.amp), teacher=teacher,
           optimizer_state=opt_state, on_optimizer_state=lambda s: latest.__setitem__("state", s), trainer=trainer,
-          task=task)
+          task=task, precision=job.precision, channels_last=job.channels_last, compile=job.compile)
     return result(spec.epochs)
 
 
