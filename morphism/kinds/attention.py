@@ -31,9 +31,12 @@ class SelfAttention(nn.Module):
         super().__init__()
         inner = heads * head_dim
         self.heads, self.head_dim, self.scale, self.dropout = heads, head_dim, float(scale), float(dropout)
-        for p in ("q", "k", "v"):
-            self.register_parameter(f"{p}_weight", nn.Parameter(torch.zeros(inner, dim)))
-            self.register_parameter(f"{p}_bias", nn.Parameter(torch.zeros(inner)) if bias else None)
+        self.q_weight = nn.Parameter(torch.zeros(inner, dim))
+        self.k_weight = nn.Parameter(torch.zeros(inner, dim))
+        self.v_weight = nn.Parameter(torch.zeros(inner, dim))
+        self.q_bias = nn.Parameter(torch.zeros(inner)) if bias else None
+        self.k_bias = nn.Parameter(torch.zeros(inner)) if bias else None
+        self.v_bias = nn.Parameter(torch.zeros(inner)) if bias else None
         self.out_weight = nn.Parameter(torch.zeros(dim, inner))
         self.out_bias = nn.Parameter(torch.zeros(dim)) if bias else None
 
