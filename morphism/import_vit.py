@@ -81,9 +81,12 @@ def _act_name(act: Any, where: str) -> str:
     raise ImportUnsupported([f"activation {act!r} at {where!r} (only exact GELU or ReLU)"])
 
 
-def _block(layer: nn.Module, where: str) -> dict[str, Any]:
+def _block(layer: Any, where: str) -> dict[str, Any]:
     """One pre-LN block's specs and tensors: torchvision's ``EncoderBlock`` or a pre-LN, batch-first
     ``nn.TransformerEncoderLayer``."""
+    attn: Any
+    ln1: Any
+    ln2: Any
     if isinstance(layer, nn.TransformerEncoderLayer):
         if not layer.norm_first:
             raise ImportUnsupported([f"nn.TransformerEncoderLayer at {where!r} with norm_first=False (post-LN); the "
