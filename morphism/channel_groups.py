@@ -8,7 +8,11 @@ the convs and linears at its border are its *producers* (they write the group's 
 output axis) and *consumers* (they read them on their input axis).
 
 A flattened blob belongs to the group of the feature map it came from, with *multiplicity*
-``H·W``: feature ``c·H·W + r`` is channel ``c`` at pixel ``r``.
+``H·W``: feature ``c·H·W + r`` is channel ``c`` at pixel ``r``. A token blob ``(N, d)`` carries its
+channels on the last axis (:func:`feature_count`), multiplicity 1; the transformer kinds tie it too:
+position embeddings, class tokens, token pooling are channel-wise; a ``layer_norm`` is inside the
+group (:data:`FEATURE_NORMS`: it widens only when every feature is duplicated equally often); an
+``attention`` both reads and writes the group (a producer and a consumer, like a linear).
 
 A channel concatenation holds several groups side by side: a group reaching it occupies one
 slice of its axis (``ChannelGroup.wide`` records the offset), and widening grows that slice only,
@@ -24,11 +28,24 @@ from dataclasses import dataclass, field
 
 from .graph import Edge, Network
 from .joins import CONCAT
+from .kinds.attention import Attention
+from .kinds.class_token import ClassToken
+from .kinds.layer_norm import LayerNorm
+from .kinds.pos_embed import PosEmbed
 from .layers import Conv2d, Flatten, Linear
 
 # Edges that act on each channel separately (both ends share the channel axis) declare
 # ``channelwise = True`` on their layer spec class. Edges that mix channels: they bound a group.
-MIXING = (Conv2d, Linear)
+MIXING = (Conv2d, Linear, Attention)
+# Normalisations over the feature axis: tied like channel-wise layers (their output features are
+# their input features), but their statistics read every feature, so only an equal duplication of
+# every feature keeps them (``widen`` by an integer factor, Net2Net copies).
+FEATURE_NORMS = (LayerNorm,)
+
+
+def feature_count(shape: tuple[int, ...]) -> int:
+    """The channel (feature) count of a blob: ``C`` of ``(C, H, W)`` and ``(F,)``, ``d`` of tokens ``(N, d)``."""
+    return shape[-1] if len(shape) == 2 else shape[0]
 
 
 @dataclass(frozen=True)
@@ -66,7 +83,7 @@ def channel_group(net: Network, blob: str, shapes: dict | None = None) -> Channe
     # first walk stops at concatenations, so the root owns its whole channel axis when it can.
     members = _walk(net, blob, shapes, None, walls=True)[0]
     root = next((b for b in sorted(members) if len(shapes[b]) == 3), blob)
-    channels = shapes[root][0]
+    channels = feature_count(shapes[root])
     emb, producers, consumers, internal, problems = _walk(net, root, shapes, channels, walls=False)
     # A conv from the group back into it widens on both axes: it is a producer and a consumer.
     for name in list(producers | consumers):
@@ -79,7 +96,7 @@ def channel_group(net: Network, blob: str, shapes: dict | None = None) -> Channe
             problems.append(f"it contains {what} ({end!r}), whose size is fixed")
     if not producers and not problems:
         problems.append("no conv or linear writes its channels")
-    narrow = {b: m for b, (off, m) in emb.items() if off == 0 and shapes[b][0] == channels * m}
+    narrow = {b: m for b, (off, m) in emb.items() if off == 0 and feature_count(shapes[b]) == channels * m}
     wide = {b: v for b, v in emb.items() if b not in narrow}
     return ChannelGroup(dict(sorted(narrow.items())), channels, tuple(sorted(producers)),
                         tuple(sorted(consumers)), tuple(sorted(internal)), "; ".join(sorted(set(problems))),
@@ -145,7 +162,7 @@ def _walk(net: Network, root: str, shapes: dict, channels: int | None, walls: bo
                 if isinstance(e.layer, Conv2d) and e.layer.groups != 1:
                     problems.append(f"grouped conv {e.name!r} (groups={e.layer.groups}) touches it")
                 continue
-            if not (e.layer.channelwise or is_depthwise(e.layer)):
+            if not (e.layer.channelwise or is_depthwise(e.layer) or isinstance(e.layer, FEATURE_NORMS)):
                 problems.append(f"edge {e.name!r} ({e.layer.kind}) touches it and has no widening rule")
                 continue
             if outward and net.join(other) == CONCAT:
@@ -175,7 +192,7 @@ def insertion_group(net: Network, blob: str, channels: int, shapes: dict | None 
     ``wide``, at their offsets): what must grow when a new part is concatenated to ``blob``."""
     shapes = shapes if shapes is not None else net.shapes()
     emb, producers, consumers, internal, problems = _walk(net, blob, shapes, channels, walls=False,
-                                                          start=(shapes[blob][0], 1), insert=True)
+                                                          start=(feature_count(shapes[blob]), 1), insert=True)
     for name in list(producers | consumers):
         e = net.edge(name)
         if e.src in emb and e.dst in emb:
@@ -185,6 +202,17 @@ def insertion_group(net: Network, blob: str, channels: int, shapes: dict | None 
             problems.append(f"it reaches {what} ({end!r}), whose size is fixed")
     return ChannelGroup({}, 0, tuple(sorted(producers)), tuple(sorted(consumers)), tuple(sorted(internal)),
                         "; ".join(sorted(set(problems))), dict(sorted(emb.items())))
+
+
+def transformer_problem(net: Network, group: ChannelGroup, op: str) -> str:
+    """Why an op other than ``widen`` cannot change ``group``'s channels ("" when it can): the
+    group holds a LayerNorm, an attention, a position embedding or a class token, whose rules only
+    ``widen`` knows."""
+    for name in (*group.producers, *group.consumers, *group.internal):
+        layer = net.edge(name).layer
+        if isinstance(layer, (Attention, LayerNorm, PosEmbed, ClassToken)):
+            return f"its edge {name!r} is a {layer.kind}, which {op} cannot resize (widen can)"
+    return ""
 
 
 def is_depthwise(layer: object) -> bool:

@@ -36,6 +36,7 @@ from .graph import Network
 from .import_core import (NOOP_METHODS, PASS, B, Batch, Builder, Call, Handler, Param, Ref, ShapeOf, convert_call,
                           convert_module)
 from .import_rules import Convert, fn_name
+from .import_vit import from_structure, is_structural
 from .joins import CONCAT, SUM
 from .kinds import imported_module_types
 from .layers import Shape
@@ -53,6 +54,11 @@ def from_torch(module: nn.Module, input_shape: Shape, verify: bool = True, seed:
     input_shape = tuple(int(s) for s in input_shape)
     if not input_shape or min(input_shape) < 1:
         raise MorphnasError(f"input_shape must be positive sizes without the batch dimension, got {input_shape}")
+    if is_structural(module):   # transformers: read off their modules (import_vit.py), checked like the rest
+        net = from_structure(module, input_shape)
+        if verify:
+            _verify(module, net, seed)
+        return net
     # Trace a copy in eval mode: train-only branches (GoogLeNet's aux heads, stochastic depth) are
     # not part of the function the IR must compute, and the caller's module stays untouched.
     try:

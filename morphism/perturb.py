@@ -10,12 +10,16 @@ from __future__ import annotations
 import torch
 
 from .graph import Network
+from .kinds.attention import Attention
+from .kinds.class_token import ClassToken
+from .kinds.layer_norm import LayerNorm
 from .layers import BatchNorm2d, Conv2d, Linear, PAct, PReLU
 
 
 def perturb(net: Network, seed: int = 0) -> Network:
     """A copy of ``net`` with random BN running stats and affine parameters, PReLU slopes and
-    parametric-activation ``a`` in (0, 1), and small random conv/linear biases.
+    parametric-activation ``a`` in (0, 1), small random conv/linear/attention biases, random
+    LayerNorm affine parameters and class tokens.
 
     Deterministic in ``seed`` and independent of the global RNG; edges are visited in name order so
     the result does not depend on how the network was built.
@@ -45,4 +49,13 @@ def perturb(net: Network, seed: int = 0) -> Network:
             p["a"] = uniform(p["a"].shape, 0.05, 0.95, p["a"])
         elif isinstance(layer, (Conv2d, Linear)) and "bias" in p:
             p["bias"] = normal(p["bias"].shape, 0.1, p["bias"])
+        elif isinstance(layer, LayerNorm):
+            p["weight"] = uniform(p["weight"].shape, 0.5, 1.5, p["weight"])
+            p["bias"] = normal(p["bias"].shape, 0.2, p["bias"])
+        elif isinstance(layer, Attention) and layer.bias:
+            for k in sorted(p):
+                if k.endswith("_bias"):
+                    p[k] = normal(p[k].shape, 0.1, p[k])
+        elif isinstance(layer, ClassToken):
+            p["token"] = normal(p["token"].shape, 0.5, p["token"])
     return out

@@ -34,6 +34,7 @@ __all__ = ["BudgetConfig", "Config", "ConfigError", "DataConfig", "FinalConfig",
            "config_from_dict", "load_config", "save_config"]
 
 Schedule = Literal["cosine", "constant", "sgdr"]
+Optimizer = Literal["sgd", "adamw"]
 
 
 def _number(value: Any, key: str) -> Any:
@@ -84,6 +85,7 @@ class SeedConfig:
     lr: float = field(default=0.1, metadata=_GT0)   # the seed's initial LR; children default to 1/10 of it
     momentum: float = field(default=0.9, metadata=_GE0)
     weight_decay: float = field(default=1e-4, metadata=_GE0)
+    optimizer: Optimizer = "sgd"        # sgd (with momentum) | adamw (betas 0.9/0.999; momentum unused)
     schedule: Schedule = "cosine"       # cosine | constant | sgdr (cosine with warm restarts)
     restart_epochs: int | None = field(default=None, metadata=_GE1)  # sgdr: first cycle; None: one cycle
     restart_mult: int = field(default=1, metadata=_GE1)               # sgdr: each cycle this much longer
@@ -199,6 +201,7 @@ class FinetuneConfig:
     lr_factor: float = field(default=0.1, metadata=_GT0)
     momentum: float = field(default=0.9, metadata=_GE0)
     weight_decay: float = field(default=1e-4, metadata=_GE0)
+    optimizer: Optimizer = "sgd"        # sgd | adamw (transformers fine-tune better with AdamW)
     schedule: Schedule = "cosine"
     restart_epochs: int | None = field(default=None, metadata=_GE1)
     restart_mult: int = field(default=1, metadata=_GE1)

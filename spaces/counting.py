@@ -9,6 +9,10 @@
   output value (what it computes); joins (sum, concat, product), slices, shuffles, pooling,
   normalisation (BN, channel LayerNorm), layer scale and activations count zero, as BN and
   activations always did in the paper's convention, so FLOPs stay comparable across the zoo;
+* transformers: a linear layer on a token blob ``(N, F)`` counts its MACs once per token; an
+  attention counts its q, k, v and output projections per token (``4·N·dim·heads·head_dim``) plus
+  the two ``N²`` products, scores ``q kᵀ`` and ``softmax · v`` (``2·N²·heads·head_dim``); LayerNorm,
+  softmax, position embeddings and class tokens count zero, like BN;
 * depth = conv and FC layers on the longest input -> output path (ResNet-20 has depth 20; a
   morphed block's extra paths are no longer than its residual branch, so morph20_1c1 stays 20).
 """
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from morphnas.morphism.graph import Network
+from morphnas.morphism.kinds.attention import Attention
 from morphnas.morphism.layers import Conv2d, Linear
 
 
@@ -46,19 +51,24 @@ def count_flops(net: Network) -> int:
             k = e.layer.kernel_size
             total += e.layer.out_channels * (e.layer.in_channels // e.layer.groups) * k * k * h * w
         elif isinstance(e.layer, Linear):
-            total += e.layer.in_features * e.layer.out_features
+            tokens = shapes[e.src][0] if len(shapes[e.src]) == 2 else 1
+            total += tokens * e.layer.in_features * e.layer.out_features
+        elif isinstance(e.layer, Attention):
+            n, inner = shapes[e.src][0], e.layer.heads * e.layer.head_dim
+            total += 4 * n * e.layer.dim * inner + 2 * n * n * inner
     return total
 
 
 def count_depth(net: Network) -> int:
-    """Weight layers (conv, linear) on the longest input -> output path."""
+    """Weight layers (conv, linear; an attention counts two: its q/k/v and its output projection) on
+    the longest input -> output path."""
     best: dict[str, int] = {net.input_blob: 0}
     for blob in nx.topological_sort(net.graph):
         here = best.get(blob)
         if here is None:
             continue
         for e in net.out_edges(blob):
-            d = here + isinstance(e.layer, (Conv2d, Linear))
+            d = here + (2 if isinstance(e.layer, Attention) else isinstance(e.layer, (Conv2d, Linear)))
             if d > best.get(e.dst, -1):
                 best[e.dst] = d
     return best.get(net.output_blob, 0)

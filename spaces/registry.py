@@ -10,6 +10,7 @@ Names resolve once, here; unknown names get close-match suggestions. Registered 
 * ``densenet_bc`` / ``mobilenet_v2`` (3x32x32) and ``tiny_densenet`` / ``tiny_mobilenet`` (1x8x8):
   networks of concatenations and of inverted residuals (``seeds/densenet.py``, ``seeds/mobilenet.py``);
 * ``mlp``: a multilayer perceptron for tabular data (input ``(features,)``, ``seeds/mlp.py``);
+* ``tiny_vit``: a pre-LN vision transformer for 1x28x28 images (``seeds/vit.py``);
 * ``torchvision:<model>``: any torchvision model, traced into the IR (``weights=None``).
 
 Each seed is a decorated builder in one file of ``seeds/`` (:func:`register_seed`); this module

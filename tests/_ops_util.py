@@ -20,6 +20,8 @@ NETS = {
     "tiny_densenet": lambda: create_network("tiny_densenet"),     # concatenations
     "tiny_mobilenet": lambda: create_network("tiny_mobilenet"),   # depthwise convs, inverted residuals
     "mlp": lambda: create_network("mlp", features=12, hidden=(16, 8)),   # dense layers only
+    # tokens, LayerNorm, attention, class token, position embedding (5 tokens of 16 features)
+    "tiny_vit": lambda: create_network("tiny_vit", input_size=14, patch=7, dim=16, mlp_dim=32),
 }
 
 

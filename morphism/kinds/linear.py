@@ -1,4 +1,5 @@
-"""``linear``: a fully connected layer on a flat input, computed by ``nn.Linear``."""
+"""``linear``: a fully connected layer on a flat input ``(F,)``, or on every token of a token blob
+``(N, F)`` alike (the features are the last axis), computed by ``nn.Linear``."""
 from __future__ import annotations
 
 import math
@@ -29,11 +30,12 @@ class Linear(LayerSpec):
     import_modules = {nn.Linear: _from_module}
 
     def out_shape(self, shape):
-        if len(shape) != 1:
-            raise SpecError(f"linear needs a flat input but got shape {tuple(shape)}; insert a flatten")
-        if shape[0] != self.in_features:
-            raise SpecError(f"linear expects {self.in_features} input features but the blob has {shape[0]}")
-        return (self.out_features,)
+        if len(shape) not in (1, 2):
+            raise SpecError(f"linear needs a flat input (F,) or tokens (N, F) but got shape {tuple(shape)}; "
+                            "insert a flatten")
+        if shape[-1] != self.in_features:
+            raise SpecError(f"linear expects {self.in_features} input features but the blob has {shape[-1]}")
+        return (*shape[:-1], self.out_features)
 
     def param_shapes(self):
         p = {"weight": (self.out_features, self.in_features)}

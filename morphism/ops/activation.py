@@ -45,8 +45,10 @@ class ActivationOp(MorphOp):
     order = 60
 
     def sites(self, net: Network) -> list[str]:
+        shapes = net.shapes()
         return sorted(e.name for e in net.edges()
-                      if e.dst != net.output_blob or isinstance(e.layer, (Activation, PReLU)))
+                      if (e.dst != net.output_blob or isinstance(e.layer, (Activation, PReLU)))
+                      and len(shapes[e.src]) != 2 and len(shapes[e.dst]) != 2)
 
     def _target(self, net: Network, site: str, p: ActivationParams) -> tuple[str, str]:
         """('edge', edge name) to replace, or ('blob', blob name) to insert after."""
@@ -63,6 +65,10 @@ class ActivationOp(MorphOp):
     def check(self, net: Network, site: str, params: ActivationParams) -> None:
         kind, name = self._target(net, site, params)
         if kind == "edge":
+            src = net.shapes()[net.edge(name).src]
+            if len(src) == 2:
+                raise NotApplicable(f"activation: edge {name!r} acts on tokens of shape {tuple(src)}; a parametric "
+                                    "activation needs (C, H, W) or (F,)")
             return
         shape = net.shapes().get(name, ())
         if len(shape) not in (1, 3):

@@ -46,13 +46,18 @@ class DeepenLinear(MorphOp):
     order = 11
 
     def sites(self, net: Network) -> list[str]:
-        return sorted(e.name for e in net.edges() if isinstance(e.layer, Linear))
+        shapes = net.shapes()
+        return sorted(e.name for e in net.edges() if isinstance(e.layer, Linear) and len(shapes[e.src]) == 1)
 
     def check(self, net: Network, site: str, params: Any) -> None:
         e = require_edge(net, site, self.name)
         if not isinstance(e.layer, Linear):
             raise NotApplicable(f"deepen_linear: edge {site!r} is a {e.layer.kind}, not a linear layer "
                                 "(deepen a conv with op deepen)")
+        shape = net.shapes()[e.src]
+        if len(shape) != 1:
+            raise NotApplicable(f"deepen_linear: edge {site!r} acts on tokens of shape {tuple(shape)}; its parametric "
+                                "activation needs a flat input (add a transformer block with deepen_block)")
 
     def _apply(self, net: Network, site: str, p: DeepenLinearParams, rng: np.random.Generator):
         e = net.edge(site)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..channel_groups import ChannelGroup, all_groups, channel_group, is_depthwise
+from ..channel_groups import ChannelGroup, all_groups, channel_group, is_depthwise, transformer_problem
 from ..errors import NotApplicable, SpecError
 from ..graph import Network
 from ..layers import BatchNorm2d, Conv2d, Linear, PAct, PReLU
@@ -181,7 +181,8 @@ class PruneChannels(MorphOp):
     order = 130
 
     def sites(self, net: Network) -> list[str]:
-        return sorted(b for g in all_groups(net) if not g.problem and not g.wide and g.channels > 1 for b in g.blobs)
+        return sorted(b for g in all_groups(net) if not g.problem and not g.wide and g.channels > 1
+                      and not transformer_problem(net, g, self.name) for b in g.blobs)
 
     def check(self, net: Network, site: str, params: PruneParams) -> None:
         require_blob(net, site, self.name)
@@ -191,6 +192,9 @@ class PruneChannels(MorphOp):
         g = channel_group(net, site)
         if g.problem:
             raise NotApplicable(f"prune_channels: cannot prune blob {site!r}: {g.problem}")
+        problem = transformer_problem(net, g, self.name)
+        if problem:
+            raise NotApplicable(f"prune_channels: cannot prune blob {site!r}: {problem}")
         if g.wide:   # (H11) concat slices: widen's offsets are not handled here
             raise NotApplicable(f"prune_channels: blob {site!r} reaches the channel concatenation "
                                 f"{next(iter(g.wide))!r}; pruning through concatenations is not supported")

@@ -19,6 +19,15 @@ Methods (params ``method``):
 * ``netmorph``: new channels get random incoming weights (the producer's scale) and zero outgoing
   weights, so they start silent; exact, and the record reports the zero fraction.
 
+Transformers (``docs/design.md``, "Transformers"): a group holding a ``layer_norm`` (the model
+width ``d`` of a ViT: patch embedding, residual stream, every LayerNorm, attention input and output)
+widens only by an integer factor ``k`` with ``net2net``: every feature is then copied exactly ``k``
+times, so each LayerNorm's mean and variance stay the same. An ``attention`` in the group
+reads the copies (its q/k/v columns split like a linear consumer's), writes them (its output rows
+copied) and duplicates each head feature ``k`` times too, with ``scale / k`` so that every attention
+score (``scale · q·k``) stays the same (Staged Training's width operator). Position embeddings and
+class tokens copy their features.
+
 ``noise > 0`` adds Gaussian noise (``noise`` x the tensor's std) to the new outgoing weights: the
 result is approximate and the record holds the measured relative output error.
 """
@@ -32,11 +41,15 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
-from ..channel_groups import ChannelGroup, all_groups, channel_group, is_depthwise
+from ..channel_groups import FEATURE_NORMS, ChannelGroup, all_groups, channel_group, is_depthwise
 from ..errors import NotApplicable
 from ..graph import Network
 from ..joins import CONCAT
 from ..layers import BatchNorm2d, Conv2d, Linear, PAct, PReLU
+from ..kinds.attention import PROJECTIONS, Attention
+from ..kinds.class_token import ClassToken
+from ..kinds.layer_norm import LayerNorm
+from ..kinds.pos_embed import PosEmbed
 from ..layers_extra import LayerScale
 from ..schema import rule
 from ..verify import output_diff
@@ -77,6 +90,21 @@ class Widen(MorphOp):
         if new <= g.channels:
             raise NotApplicable(f"widen: blob {site!r} has {g.channels} channels; the new width must be larger, "
                                 f"got {new} (set width > {g.channels} or factor > 1)")
+        tied = transformer_edges(net, g)
+        if tied:
+            if new % g.channels:
+                raise NotApplicable(f"widen: blob {site!r}'s group holds {tied[0]!r} ({net.edge(tied[0]).layer.kind}); "
+                                    f"only an integer factor keeps its statistics/attention scores exact: "
+                                    f"{g.channels} -> {new} is not a multiple (use factor 2, 3, ...)")
+            if params.method != "net2net":
+                raise NotApplicable(f"widen: blob {site!r}'s group holds {tied[0]!r} ({net.edge(tied[0]).layer.kind}); "
+                                    f"new features must be copies for it to stay exact: use method net2net, "
+                                    f"not {params.method}")
+            for n in tied:
+                e = net.edge(n)
+                if isinstance(e.layer, Attention) and not (e.src in g.blobs and e.dst in g.blobs):
+                    raise NotApplicable(f"widen: attention {n!r} reads or writes blob {site!r}'s group but not both; "
+                                        "its input and output width are one (widen the group on both sides)")
 
     def _apply(self, net: Network, site: str, params: Any, rng: np.random.Generator):
         child = net.copy()
@@ -96,6 +124,12 @@ class Widen(MorphOp):
             extra["mode"] = "approximate"
             extra["error"] = output_diff(net, child, dtype=net.dtype, seed=int(rng.integers(2**31))).rel_err
         return child, extra
+
+
+def transformer_edges(net: Network, group: ChannelGroup) -> list[str]:
+    """The LayerNorms and attentions of ``group`` (which widen only by an integer factor of copies)."""
+    return [n for n in (*group.internal, *group.producers)
+            if isinstance(net.edge(n).layer, (*FEATURE_NORMS, Attention))]
 
 
 def _new_width(c: int, params: Any) -> int:
@@ -151,8 +185,11 @@ def widen_group(net: Network, group: ChannelGroup, mapping: np.ndarray, share: n
     gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
     new_slices: list[torch.Tensor] = []
     shapes = net.shapes() if group.wide else {}
-    offsets = {name: _producer_offset(net, group, name, shapes) for name in group.producers}
-    for name in group.producers:
+    attention = sorted(n for n in {*group.producers, *group.consumers} if isinstance(net.edge(n).layer, Attention))
+    producers = [n for n in group.producers if n not in attention]
+    consumers = [n for n in group.consumers if n not in attention]
+    offsets = {name: _producer_offset(net, group, name, shapes) for name in producers}
+    for name in producers:
         e = net.edge(name)
         off, m = offsets[name]
         p = dict(net.params[name])
@@ -171,7 +208,7 @@ def widen_group(net: Network, group: ChannelGroup, mapping: np.ndarray, share: n
                 b[new] = 0
             p["bias"] = b
         net.replace_layer(name, _resize(e.layer, out=len(idx)), p)
-    for name in group.consumers:
+    for name in consumers:
         e = net.edge(name)
         off, m = group.embedding(e.src)
         p = dict(net.params[name])
@@ -192,11 +229,18 @@ def widen_group(net: Network, group: ChannelGroup, mapping: np.ndarray, share: n
         new_slices.append(w[:, new])
         p["weight"] = w
         net.replace_layer(name, _resize(net.edge(name).layer, inp=len(idx)), p)
+    for name in attention:
+        new_slices.extend(_widen_attention(net, group, name, mapping, share, c_old))
     for name in group.internal:
         e = net.edge(name)
         off, m = group.embedding(e.src)
         layer = e.layer
         old = net.params[name]
+        if isinstance(layer, (PosEmbed, ClassToken, LayerNorm)):
+            idx = torch.as_tensor(_full_index(off, mapping, layer.features, c_old))
+            p = {k: t[..., idx] for k, t in old.items()}
+            net.replace_layer(name, dataclasses.replace(layer, features=len(idx)), p)
+            continue
         lead = next((t.shape[0] for t in old.values() if t.dim()), 0)
         if not lead or (isinstance(layer, PReLU) and layer.num_parameters == 1) or \
                 (isinstance(layer, PAct) and not layer.per_channel):
@@ -216,6 +260,33 @@ def widen_group(net: Network, group: ChannelGroup, mapping: np.ndarray, share: n
         else:   # a channel-wise kind with per-channel tensors this op does not know: refuse, never corrupt
             raise NotApplicable(f"widen: layer {name!r} ({layer.kind}) has per-channel tensors and no widening rule")
     return new_slices
+
+
+def _widen_attention(net: Network, group: ChannelGroup, name: str, mapping: np.ndarray, share: np.ndarray,
+                     c_old: int) -> list[torch.Tensor]:
+    """Widen attention ``name`` whose input and/or output is ``group`` (net2net copies, an integer
+    factor ``k``): q/k/v read the copies with split weights, the output writes them, and every head
+    feature is duplicated ``k`` times with ``scale / k`` (q·k grows by ``k``), v's copies read by
+    the output projection at ``1/k`` each. Returns the new weight slices."""
+    e = net.edge(name)
+    layer = cast(Attention, e.layer)
+    k = len(mapping) // c_old
+    p = dict(net.params[name])
+    hd, h = layer.head_dim, layer.heads
+    inner = torch.as_tensor((np.arange(h)[:, None] * hd + np.tile(np.arange(hd), k)[None, :]).reshape(-1))
+    idx = torch.as_tensor(mapping)
+    sh = torch.as_tensor(share, dtype=p["q_weight"].dtype)
+    for n in PROJECTIONS:
+        w = p[f"{n}_weight"][inner]
+        p[f"{n}_weight"] = w[:, idx] * sh.view(1, -1)
+        if layer.bias:
+            p[f"{n}_bias"] = p[f"{n}_bias"][inner]
+    out = p["out_weight"][:, inner] / k
+    p["out_weight"] = out[idx]
+    if layer.bias:
+        p["out_bias"] = p["out_bias"][idx]
+    net.replace_layer(name, dataclasses.replace(layer, dim=len(mapping), head_dim=hd * k, scale=layer.scale / k), p)
+    return [p["out_weight"]]
 
 
 def _scale(w: torch.Tensor) -> float:

@@ -47,7 +47,8 @@ def final_stage(cfg: Config, run: RunDir, population: Population, echo: Callable
     if f.enabled and f.epochs > 0:
         lr = f.lr if f.lr is not None else cfg.finetune_lr
         echo(f"[final] training {best.id} for {f.epochs} more epoch(s) at lr {lr:g}")
-        spec = TrainSpec(f.epochs, lr, cfg.finetune.momentum, cfg.finetune.weight_decay, "cosine", cfg.data.batch_size)
+        spec = TrainSpec(f.epochs, lr, cfg.finetune.momentum, cfg.finetune.weight_decay, "cosine", cfg.data.batch_size,
+                         optimizer=cfg.finetune.optimizer)
         # Keep the epoch (0 = as searched) with the best validation accuracy: longer training can
         # overfit a small dataset, and validation — never test — decides.
         kept = {"epoch": 0, "val_acc": score(net, data.val), "net": net}

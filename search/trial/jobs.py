@@ -128,6 +128,8 @@ def train_fields(section: Any, lr: float, batch_size: int) -> dict[str, Any]:
            "schedule": section.schedule, "batch_size": batch_size}
     if section.schedule == "sgdr":
         out.update(restart_epochs=section.restart_epochs, restart_mult=section.restart_mult)
+    if section.optimizer != "sgd":   # likewise: SGD runs keep their exact job
+        out["optimizer"] = section.optimizer
     return out
 
 

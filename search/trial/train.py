@@ -56,6 +56,7 @@ class TrainSpec:
     # runs over ``total_epochs`` (None: over this run's epochs).
     epoch_offset: int = 0
     total_epochs: int | None = None
+    optimizer: str = "sgd"              # sgd (momentum) | adamw
     max_steps: int | None = None        # stop after this many SGD steps (a scoring rung of part of an epoch)
 
     def __post_init__(self) -> None:
@@ -68,6 +69,8 @@ class TrainSpec:
             raise TrainError(f"train restart_mult must be >= 1, got {self.restart_mult}; use 1 for equal cycles")
         if self.max_steps is not None and self.max_steps < 1:
             raise TrainError(f"train max_steps must be >= 1, got {self.max_steps}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise TrainError(f"train optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.epoch_offset < 0:
             raise TrainError(f"train epoch_offset must be >= 0, got {self.epoch_offset}")
         if self.total_epochs is not None and self.total_epochs < self.epoch_offset + self.epochs:
@@ -98,13 +101,17 @@ def training_flops(net: Network, examples: int, teacher: Network | None = None) 
     return int(per_example) * int(examples)
 
 
-def make_optimizer(module: torch.nn.Module, spec: TrainSpec) -> torch.optim.SGD:
-    """SGD with momentum; BN affine, biases and activation slopes are not decayed (decay would pull
-    PReLU/PAct towards ReLU). Fused into one kernel per step when the parameters are on a CUDA GPU and
-    torch has it (2.4 and later); the CPU keeps torch's default step."""
+def make_optimizer(module: torch.nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    """SGD with momentum (or AdamW with ``optimizer="adamw"``); BN affine, biases and activation
+    slopes are not decayed (decay would pull PReLU/PAct towards ReLU). Fused into one kernel per step
+    when the parameters are on a CUDA GPU and torch has it (2.4 and later); the CPU keeps torch's
+    default step."""
     params_decay = [p for n, p in module.named_parameters() if p.ndim > 1]
     params_other = [p for n, p in module.named_parameters() if p.ndim <= 1]
     fused = {"fused": True} if fused_sgd_ok(params_decay + params_other) else {}
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW([{"params": params_decay, "weight_decay": spec.weight_decay},
+                                  {"params": params_other, "weight_decay": 0.0}], lr=spec.lr, **fused)
     return torch.optim.SGD([{"params": params_decay, "weight_decay": spec.weight_decay},
                             {"params": params_other, "weight_decay": 0.0}], lr=spec.lr, momentum=spec.momentum,
                            **fused)

@@ -53,11 +53,17 @@ from morphnas.morphism.layers import (
 from morphnas.morphism.layers_extra import (
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
+    Attention,
     ChannelLayerNorm,
     ChannelShuffle,
     ChannelSlice,
+    ClassToken,
+    LayerNorm,
     LayerScale,
+    PosEmbed,
     StochasticDepth,
+    TokenPool,
+    Tokens,
 )
 from morphnas.morphism.serialize import load_network, save_network
 from morphnas.search.export.exporter import export_network
@@ -192,7 +198,8 @@ EXAMPLES = [Conv2d(4, 8, 3, 2, 1, groups=2, bias=True), BatchNorm2d(8), Activati
             PReLU(8, 0.1), Identity(0.5), MaxPool2d(3, 2, 1), AvgPool2d(2, None, 0, False), GlobalAvgPool(), Flatten(),
             Linear(8, 3, False), Dropout(0.2), Pad(1), Crop(2), ChannelSlice(2, 6), ChannelShuffle(2),
             ChannelLayerNorm(8), LayerScale(8), StochasticDepth(0.1, "row"), AdaptiveAvgPool2d(3, 2),
-            AdaptiveMaxPool2d(1, 1)]
+            AdaptiveMaxPool2d(1, 1), Tokens(), LayerNorm(8), PosEmbed(5, 8), ClassToken(8), TokenPool("mean"),
+            Attention(8, 2, 3, 0.25, bias=True, dropout=0.1)]
 
 
 def test_every_kind_declares_a_runtime_a_label_and_builds_its_tensors():

@@ -31,7 +31,7 @@ EXACT_OPS = [n for n in OPS if not REGISTRY.get(n).approximate]
 APPROX_OPS = [n for n in OPS if REGISTRY.get(n).approximate]   # shrinking ops: see the test at the end
 # Sites sampled per op and seed; the ImageNet-style net is 10x slower per check, one site is enough.
 SAMPLE = {"tiny_resnet": 2, "small_cnn": 2, "resnet20": 2, "resnet18": 1, "tiny_densenet": 2, "tiny_mobilenet": 2,
-          "mlp": 2}
+          "mlp": 2, "tiny_vit": 2}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_sites_are_typed_and_wrong_sites_are_refused(op_name, nets):
     op = REGISTRY.get(op_name)
     assert op.site_kind in ("edge", "blob")
     found = False
-    for net_name in ("tiny_resnet", "resnet20", "tiny_densenet", "tiny_mobilenet"):
+    for net_name in ("tiny_resnet", "resnet20", "tiny_densenet", "tiny_mobilenet", "tiny_vit"):
         net = nets[net_name][0]
         sites = op.sites(net)
         found |= bool(sites)
@@ -102,7 +102,7 @@ def test_sites_are_typed_and_wrong_sites_are_refused(op_name, nets):
                 op.check(net, wrong[0], op.parse_params(None))
         with pytest.raises(MorphnasError):
             apply_op(net, op, "no.such.site", None)
-    assert found, f"{op_name} has no site in tiny_resnet, resnet20, tiny_densenet nor tiny_mobilenet"
+    assert found, f"{op_name} has no site in tiny_resnet, resnet20, tiny_densenet, tiny_mobilenet nor tiny_vit"
 
 
 def test_every_issue_op_is_registered():

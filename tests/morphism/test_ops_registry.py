@@ -104,7 +104,7 @@ def test_layer_traits_are_declared_on_the_kinds():
     assert {k for k, c in kinds.items() if c.channelwise} == {
         "batchnorm2d", "activation", "pact", "prelu", "identity", "maxpool2d", "avgpool2d", "global_avg_pool",
         "pad", "crop", "dropout", "flatten", "layer_scale", "stochastic_depth", "adaptive_avgpool2d",
-        "adaptive_maxpool2d"}
+        "adaptive_maxpool2d", "tokens", "pos_embed", "class_token", "token_pool"}
     assert {k for k, c in kinds.items() if c.keeps_channels} == {
         "batchnorm2d", "activation", "pact", "prelu", "identity", "maxpool2d", "avgpool2d", "global_avg_pool",
         "pad", "crop", "dropout", "channel_layernorm", "layer_scale", "stochastic_depth", "adaptive_avgpool2d",
@@ -129,6 +129,8 @@ def test_layer_traits_are_declared_on_the_kinds():
     ("split_identity", {"ratio": 0}, "op split_identity parameter 'ratio' must be > 0, got 0"),
     ("morph_block", {"branches": 3}, "op morph_block parameter 'branches' must be one of 1, 2, got 3"),
     ("insert_path", {"width": 0}, "op insert_path parameter 'width' must be >= 1, got 0"),
+    ("add_heads", {"heads": 0}, "op add_heads parameter 'heads' must be >= 1, got 0"),
+    ("deepen_block", {"mlp_dim": 0}, "op deepen_block parameter 'mlp_dim' must be >= 1, got 0"),
     ("enlarge_kernel", {"noise": -1}, "op enlarge_kernel parameter 'noise' must be >= 0, got -1"),
     ("module", {"tol": 2}, "op module parameter 'tol' must be < 1, got 2"),
     ("module", {"iterations": 10**9}, "op module parameter 'iterations' must be <= 100000"),

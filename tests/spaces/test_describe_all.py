@@ -86,12 +86,26 @@ def seed_expected(name: str, classes: int) -> dict:
             "stages": [(n, width * 2 ** s, (size // 2 ** s) ** 2) for s in range(3)]}
 
 
+def vit_expected(classes: int, size: int = 28, patch: int = 7, d: int = 32, depth: int = 2, mlp: int = 64) -> dict:
+    """tiny_vit by its hyper-parameters: patch conv (with bias), class token, position embedding,
+    per block two LayerNorms, attention (q/k/v/out with biases), fc1, fc2; the final LayerNorm, the
+    head. MACs: the conv per patch, per block 4 projections per token plus the two N^2 products,
+    the MLP per token; depth: conv, 2 per attention + 2 MLP linears per block, head."""
+    n = (size // patch) ** 2 + 1
+    block = 4 * d + (4 * d * d + 4 * d) + (d * mlp + mlp) + (mlp * d + d)
+    params = (patch * patch * d + d) + d + n * d + depth * block + 2 * d + (d * classes + classes)
+    flops = patch * patch * d * (n - 1) + depth * (4 * n * d * d + 2 * n * n * d + 2 * n * d * mlp) + d * classes
+    return {"params": params, "flops": flops, "depth": 1 + 4 * depth + 1, "blocks": 0, "identity": 2 * depth}
+
+
 def expected(name: str, classes: int) -> dict:
     """A seed's counts, or for ``morph<d>_<k1>c<k2>[_2branch][_half]`` the seed's plus one
     conv k1 - BN - PReLU - conv k2 - BN path (two with _2branch) at the block width in every block of
     index >= 1 (odd indices with _half); each morphed path replaces an identity shortcut with _2branch."""
     if name in MODULE_COUNTED:
         return module_expected(name, classes)
+    if name == "tiny_vit":
+        return vit_expected(classes)
     m = re.fullmatch(r"morph(\d+)_(\d+)c(\d+)(_2branch)?(_half)?", name)
     e = seed_expected(f"resnet{m.group(1)}" if m else name, classes)
     blocks = sum(n for n, _, _ in e["stages"])
@@ -132,7 +146,8 @@ def test_describe_every_name(capsys, name, classes):
     assert (d["params"], d["flops"], d["depth"]) == (want["params"], want["flops"], want["depth"])
     assert d["params_mb"] == 4 * want["params"] / 2**20
     assert d["blocks"] == want["blocks"]
-    assert d["layers"].get("identity", 0) == (want["identity"] if want["blocks"] else 0)
+    # tiny_vit records no ResNet-style blocks but has two identity shortcuts per transformer block
+    assert d["layers"].get("identity", 0) == (want["identity"] if want["blocks"] or name == "tiny_vit" else 0)
 
 
 def test_describe_draw_and_saved_network(capsys, tmp_path):
