@@ -110,6 +110,9 @@ class DataConfig:
     stream: Literal["auto", True, False] = "auto"   # your own datasets: auto streams big or random ones
     memory_mb: float = field(default=1024.0, metadata=_GT0)   # auto: a dataset bigger than this streams
     workers: int = field(default=0, metadata=_GE0)   # DataLoader processes of a streamed dataset
+    # image_folder: a file that is no readable image (empty, truncated, text named .png, a
+    # decompression bomb) stops the run naming it (error), or is left out and counted (skip)
+    bad_images: Literal["error", "skip"] = "error"
 
 
 def _task_type(value: Any, key: str) -> Any:

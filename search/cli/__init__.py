@@ -12,6 +12,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import warnings
 
 from morphnas.morphism.errors import MorphnasError
 from morphnas.search.cli.registry import COMMANDS, CLIError, Command, register_command
@@ -42,7 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_default_format = warnings.formatwarning
+
+
+def one_line_warnings(message, category, filename, lineno, line=None) -> str:
+    """Our own warnings as one line (``warning: ...``); Python's default adds the source line that
+    raised it, which tells a user nothing. Other packages' warnings keep their usual form."""
+    if os.path.abspath(filename).startswith(_PACKAGE + os.sep) and issubclass(category, UserWarning):
+        return f"warning: {message}\n"
+    return _default_format(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = one_line_warnings
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -127,6 +127,8 @@ class Driver:
             self._search()
             if not self.interrupted and not self.fatal:
                 self._say_if_no_child()
+            if not self.fatal:
+                self._check_study()        # deleted after the last write: recreated before the final stage
             if self.fatal:
                 raise MorphnasError(self.fatal)
             if self.interrupted:

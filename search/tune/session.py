@@ -147,15 +147,16 @@ class TuneSession:
 
 
 class _TrialFailureRecords(logging.Filter):
-    """Drops Tune's "Trial task failed for trial ..." records (each with a traceback of Ray's internals)
-    and its closing "Trials did not complete" (the driver has said which member failed, and why)."""
+    """Drops Tune's "Trial task failed for trial ..." records (each with a traceback of Ray's internals),
+    its closing "Trials did not complete" (the driver has said which member failed, and why) and
+    "Saving experiment state ... failed" (a full disk, which the driver reports in one line)."""
 
     def __init__(self, sink: "RayErrorsToFile"):
         super().__init__()
         self.sink = sink
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith(("Trial task failed", "Trials did not complete")):
+        if str(record.msg).startswith(("Trial task failed", "Trials did not complete", "Saving experiment state")):
             self.sink.write([record.getMessage(), str(record.exc_info[1]) if record.exc_info else ""])
             return False
         return True
@@ -183,7 +184,9 @@ class RayErrorsToFile:
         except OSError:       # a full or read-only disk: the driver's own line still says what happened
             pass
 
-    LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.tune")
+    # "Saving experiment state ... failed" (a full disk) comes from experiment_state: the driver's own
+    # writes fail too and stop the run in one line.
+    LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.tune", "ray.tune.execution.experiment_state")
 
     def install(self) -> None:
         for name in self.LOGGERS:

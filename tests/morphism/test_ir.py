@@ -33,6 +33,12 @@ from morphnas.morphism.layers_extra import (
     LayerScale,
     StochasticDepth,
 )
+from morphnas.morphism.kinds.attention import Attention
+from morphnas.morphism.kinds.class_token import ClassToken
+from morphnas.morphism.kinds.layer_norm import LayerNorm
+from morphnas.morphism.kinds.pos_embed import PosEmbed
+from morphnas.morphism.kinds.token_pool import TokenPool
+from morphnas.morphism.kinds.tokens import Tokens
 from morphnas.morphism.shapes import infer_shapes
 
 
@@ -52,7 +58,9 @@ EXAMPLES = [Conv2d(4, 8, 3, 2, 1, groups=2, bias=True, dilation=1), BatchNorm2d(
             Activation("gelu"), PAct(8, "tanh", per_channel=False), PReLU(8, 0.1), Identity(0.5), MaxPool2d(3, 2, 1),
             AvgPool2d(2, None, 0, False), GlobalAvgPool(), Flatten(), Linear(8, 3, False), Dropout(0.2), Pad(1),
             Crop(2), ChannelSlice(2, 6), ChannelShuffle(2), ChannelLayerNorm(8, 1e-6), LayerScale(8),
-            StochasticDepth(0.1, "row"), AdaptiveAvgPool2d(3, 2), AdaptiveMaxPool2d(1, 1)]
+            StochasticDepth(0.1, "row"), AdaptiveAvgPool2d(3, 2), AdaptiveMaxPool2d(1, 1),
+            Tokens(), LayerNorm(8, 1e-6), PosEmbed(5, 8), ClassToken(8), TokenPool("mean"),
+            Attention(8, 2, 4, 0.5, True, 0.1)]
 
 
 def test_every_kind_round_trips_through_json():

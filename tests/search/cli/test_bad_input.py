@@ -41,6 +41,10 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "runs" / "other").mkdir()
     (tmp_path / "runs" / "other" / "notes.txt").write_text("mine\n")
     (tmp_path / "afile").write_text("not a directory\n")
+    for split in ("train", "test"):          # an image folder with a text file named .png in it
+        for cls in ("a", "b"):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+    (tmp_path / "imgs" / "train" / "a" / "x.png").write_text("not a picture\n")
     from morphnas.search.run import driver as loop
 
     def no_driver(self, *a, **k):
@@ -101,6 +105,7 @@ CONFIGS = [
     (BASE, ["actions.ops={widen: {where: {stages: [99]}}}"], "config 'actions': no child can be made from the seed"),
     (BASE, ["storage=sqlite://"], "is an in-memory SQLite database"),
     (BASE, ["storage=sqlite:///"], "config 'storage'"),
+    (BASE, ["data={dataset: image_folder, root: {w}/imgs}"], "x.png' cannot be read as an image"),
 ]
 
 

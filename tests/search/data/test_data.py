@@ -105,6 +105,55 @@ def test_image_folder(tmp_path):
         load_data(DataConfig(dataset="image_folder", root=str(tmp_path)), seed=0)
 
 
+def _bad_folder(tmp_path):
+    """An image folder of good PNGs, plus the bad files a collected folder holds."""
+    import struct
+    import zlib
+
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 2)):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    good = (tmp_path / "train" / "cat" / "0.png").read_bytes()
+    # A 15000x15000 (225-megapixel) PNG of a few hundred bytes: the header says so, the data never will.
+    ihdr = struct.pack(">IIBBBBB", 15000, 15000, 8, 2, 0, 0, 0)
+    bomb = good[:8] + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + good[33:]
+    return {"empty.png": b"", "notes.png": b"just some text, not a picture\n", "cut.png": good[: len(good) // 2],
+            "bomb.png": bomb}
+
+
+@pytest.mark.parametrize("name, message", [
+    ("empty.png", "cannot be read as an image (it is empty)"),
+    ("notes.png", "cannot be read as an image (UnidentifiedImageError"),
+    ("cut.png", "cannot be read as an image ("),
+    ("bomb.png", "is 15000x15000 (225 megapixels), over the 50-megapixel bound"),
+])
+def test_image_folder_names_a_bad_file_in_one_line_or_skips_it(tmp_path, name, message):
+    bad = _bad_folder(tmp_path)
+    (tmp_path / "train" / "dog" / name).write_bytes(bad[name])
+    with pytest.raises(DataError) as e:
+        load_data(DataConfig(dataset="image_folder", root=str(tmp_path), val_fraction=0.25), seed=0)
+    text = str(e.value)
+    assert "\n" not in text and name in text and message in text and "data.bad_images: skip" in text, text
+    d = load_data(DataConfig(dataset="image_folder", root=str(tmp_path), val_fraction=0.25, bad_images="skip"), seed=0)
+    assert len(d.train) + len(d.val) == 8, "the bad file left out, every good one kept"
+
+
+def test_image_folder_refuses_a_fifo_and_ends_a_link_loop(tmp_path):
+    import os
+    _bad_folder(tmp_path)
+    (tmp_path / "train" / "cat" / "sub").mkdir()
+    (tmp_path / "train" / "cat" / "sub" / "again").symlink_to(tmp_path / "train" / "cat")   # a loop
+    d = load_data(DataConfig(dataset="image_folder", root=str(tmp_path), val_fraction=0.25), seed=0)
+    assert len(d.train) + len(d.val) == 8, "each image once, the loop not followed round"
+    os.mkfifo(tmp_path / "train" / "dog" / "pipe.png")                   # would block a reader forever
+    with pytest.raises(DataError, match=r"pipe.png.* is a FIFO; only regular files are read"):
+        load_data(DataConfig(dataset="image_folder", root=str(tmp_path)), seed=0)
+
+
 def test_crop_augmentation_is_a_shift_of_the_padded_image_and_flip_mirrors():
     x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
     g = torch.Generator().manual_seed(0)

@@ -1,0 +1,139 @@
+"""Faults of the machine during a real run (issue 23), each injected into a live search on Ray Tune:
+
+* the run's filesystem fills up while children train (a size-limited tmpfs, filled from outside):
+  the search stops with one line naming the filesystem and its free space, no member folder is
+  partial, and once space is freed ``resume`` re-runs the interrupted child and loses nothing;
+* ``study.db`` is deleted in the middle of the run: the driver notices at its next write, recreates
+  the study from the run state, says so in one line, and the leaderboard ends complete.
+
+(A Ray worker killed in the middle of a child is in ``test_resume.py``: re-run once by default.)
+What is asserted is what a user checks: the exit code, the lines printed, the leaderboard.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+CONFIG = {
+    "random_seed": 3,
+    "seed": {"network": "tiny_resnet", "epochs": 2, "lr": 0.1},
+    "data": {"dataset": "digits", "train_limit": 300},
+    "actions": {"ops": {"deepen": {}, "widen": {"factor": [2.0]}}, "actions_per_child": 1},
+    "strategy": {"name": "hill_climb", "children": 2},
+    "budget": {"trials": 4}, "finetune": {"epochs": 3},
+    "resources": {"cpus_per_trial": 1, "max_concurrent": 2}, "ray": {"num_cpus": 2}, "final": {"epochs": 0},
+}
+
+
+def _env():
+    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _start(args, log):
+    return subprocess.Popen([sys.executable, "-m", "morphnas.search", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env=_env(), start_new_session=True)
+
+
+def _results(run: Path) -> list[str]:
+    try:
+        return [r["member_id"] for r in json.loads((run / "run_state.json").read_text())["results"]]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _wait_for(condition, proc, log_path, what, timeout=300.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if condition():
+            return
+        assert proc.poll() is None, f"the search ended before {what}:\n" + log_path.read_text()[-3000:]
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}:\n" + log_path.read_text()[-3000:])
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def _study(run: Path, name: str) -> dict[str, str]:
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{run / 'study.db'}")
+    return {t.user_attrs["member_id"]: t.state.name for t in study.get_trials()}
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    d = tmp_path / "disk"
+    d.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(d)], capture_output=True).returncode:
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root); CI runs as root and mounts it")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_resume_loses_nothing(small_disk, tmp_path):
+    cfg = {**CONFIG, "name": "full", "runs_dir": str(small_disk / "runs")}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run = small_disk / "runs" / "full"
+    log_path = tmp_path / "log.txt"
+    with open(log_path, "w") as log:
+        p = _start(["search", str(tmp_path / "c.yaml")], log)
+        try:
+            _wait_for(lambda: "m0" in _results(run), p, log_path, "the seed was recorded")
+            st = os.statvfs(small_disk)
+            free = st.f_bavail * st.f_frsize
+            with open(small_disk / "filler", "wb") as f:   # leave ~40 KB: less than a child's weights
+                f.write(b"\0" * max(0, free - 40_000))
+            rc = p.wait(timeout=300)
+        finally:
+            _stop(p)
+    out = log_path.read_text()
+    assert rc == 2, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert "no space left on the filesystem holding it" in last and "MiB free of" in last, out[-3000:]
+    assert "morphnas resume" in last and "Traceback" not in out, out[-3000:]
+    members = run / "members"
+    assert not list(members.glob(".*.saving-*")), "no staging folder of a crashed save is left"
+    assert all((m / "network.json").is_file() for m in members.iterdir()), "no partial member folder"
+
+    (small_disk / "filler").unlink()
+    resumed = subprocess.run([sys.executable, "-m", "morphnas.search", "resume", str(run)], capture_output=True,
+                             text=True, env=_env(), timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "is re-run once" in resumed.stdout
+    states = _study(run, "full")
+    assert sorted(states) == [f"m{i}" for i in range(5)] and set(states.values()) == {"COMPLETE"}, states
+    assert all((m / "network.json").is_file() for m in members.iterdir())
+
+
+def test_a_study_deleted_mid_run_is_recreated_and_ends_complete(tmp_path):
+    cfg = {**CONFIG, "name": "gone", "runs_dir": str(tmp_path / "runs")}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "runs" / "gone"
+    log_path = tmp_path / "log.txt"
+    with open(log_path, "w") as log:
+        p = _start(["search", str(tmp_path / "c.yaml")], log)
+        try:
+            _wait_for(lambda: len(_results(run)) >= 2, p, log_path, "a child was recorded")
+            (run / "study.db").unlink()
+            rc = p.wait(timeout=300)
+        finally:
+            _stop(p)
+    out = log_path.read_text()
+    assert rc == 0, out[-3000:]
+    said = [line for line in out.splitlines() if "was deleted during the run; recreated it from the run state" in line]
+    assert len(said) == 1, out[-3000:]
+    states = _study(run, "gone")
+    assert sorted(states) == [f"m{i}" for i in range(5)] and set(states.values()) == {"COMPLETE"}, states
