@@ -12,6 +12,7 @@ cannot do this here: with pytest 9 its ``loadgroup`` mode no longer sees the gro
 """
 import os
 import re
+import subprocess
 from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -31,6 +32,25 @@ def tiny_resnet():
     """A 3-block CIFAR-style ResNet on 1x8x8 inputs (width 8): fast enough for every test."""
     from morphnas.spaces.seeds.builders import cifar_resnet
     return cifar_resnet(depth=8, width=8, in_channels=1, input_size=8, num_classes=10)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk(size)``: a fresh folder on a tmpfs of ``size`` (e.g. ``"512k"``), unmounted after the
+    test: a disk that fills up. Skips (saying why) where mounting is impossible; CI runs as root."""
+    mounted = []
+
+    def mount(size: str) -> Path:
+        d = tmp_path / f"disk{len(mounted)}"
+        d.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)],
+                          capture_output=True).returncode:
+            pytest.skip("cannot mount a size-limited tmpfs here (needs root); the full-disk path is what this exercises")
+        mounted.append(d)
+        return d
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
 # ----------------------------------------------------------------------------- pytest-xdist scheduling

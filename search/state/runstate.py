@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from morphnas.morphism.errors import MorphnasError, storage_error
-from morphnas.search.state.fsutil import confined
+from morphnas.search.state.fsutil import atomic_write_text, confined
 from morphnas.search.state.population import Population
 from morphnas.search.state.records import Job, TrialResult
 
@@ -82,19 +82,9 @@ class RunState:
 
     def save(self, run_dir: Path) -> None:
         path = Path(run_dir) / STATE_FILE
-        tmp = path.with_suffix(".json.tmp")
-        text = json.dumps(self.to_json())
         try:
-            with open(tmp, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(self.to_json()))
         except OSError as e:     # a full disk or a read-only mount: one line; the file on disk is the last good one
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
             raise storage_error(e, path, "cannot write the run state") from None
 
     @classmethod
