@@ -309,7 +309,7 @@ def test_bad_state_is_refused(r8):
 REGISTRY = default_registry()
 # Shrinking ops (approximate by design, they remove units and fold tensors) are not growth steps.
 GROWING = [n for n in REGISTRY.names() if not REGISTRY.get(n).approximate]
-SEEDS = ("tiny_resnet", "mlp", "tiny_densenet", "tiny_mobilenet")
+SEEDS = ("tiny_resnet", "mlp", "tiny_densenet", "tiny_mobilenet", "tiny_vit")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ CONFIG = {
     "data": {"dataset": "digits", "train_limit": 300},
     "actions": {"ops": {"deepen": {}, "widen": {"factor": [2.0]}}, "actions_per_child": 1},
     "strategy": {"name": "hill_climb", "children": 2},
-    "budget": {"trials": 4}, "finetune": {"epochs": 3},
+    "budget": {"trials": 3}, "finetune": {"epochs": 2},
     "resources": {"cpus_per_trial": 1, "max_concurrent": 2}, "ray": {"num_cpus": 2}, "final": {"epochs": 0},
 }
 
@@ -105,7 +105,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_loses_nothing(small_di
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "is re-run once" in resumed.stdout
     states = _study(run, "full")
-    assert sorted(states) == [f"m{i}" for i in range(5)] and set(states.values()) == {"COMPLETE"}, states
+    assert sorted(states) == [f"m{i}" for i in range(4)] and set(states.values()) == {"COMPLETE"}, states
     assert all((m / "network.json").is_file() for m in members.iterdir())
 
 
@@ -127,4 +127,4 @@ def test_a_study_deleted_mid_run_is_recreated_and_ends_complete(tmp_path):
     said = [line for line in out.splitlines() if "was deleted during the run; recreated it from the run state" in line]
     assert len(said) == 1, out[-3000:]
     states = _study(run, "gone")
-    assert sorted(states) == [f"m{i}" for i in range(5)] and set(states.values()) == {"COMPLETE"}, states
+    assert sorted(states) == [f"m{i}" for i in range(4)] and set(states.values()) == {"COMPLETE"}, states
