@@ -12,8 +12,9 @@ Three methods, one budget: what the **target** ViT spends in ``--budget-epochs``
   standard attention scale) trained for the whole budget;
 * **small trained longer**: the small ViT trained for the whole budget.
 
-Every method ends its run on a cosine to zero; its answer is the final network (no selection), its
-test error measured once. After every epoch the validation loss and error are recorded against the
+Every method trains with AdamW on a cosine to zero (the grown one: a cosine per phase, the second
+from the full LR again: ``--schedule restart``, chosen on validation in a pilot); its answer is the
+final network (no selection), its test error measured once. After every epoch the validation loss and error are recorded against the
 FLOPs spent so far (monitoring: not counted). The compute the grown model needs to reach the
 from-scratch model's final validation loss is read off its curve (linear between epochs).
 
@@ -70,7 +71,8 @@ class Setting:
     budget_epochs: int = 20       # the budget: this many epochs of the target (dim x2, depth x2, MLP x2)
     grow_fraction: float = 0.25   # share of the budget the small ViT trains before it is grown (whole target
     #                               epochs remain after growth)
-    schedule: str = "continue"    # grown: one cosine over the lineage ("continue") or a new one at growth ("restart")
+    schedule: str = "restart"     # grown: a new cosine at growth ("restart") or one over the lineage ("continue")
+    grow_lr_factor: float = 1.0   # grown, schedule "restart": the new cosine starts at this x lr
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -78,8 +80,9 @@ class Setting:
     methods: tuple[str, ...] = METHODS
 
 
-def spec(s: Setting, epochs: int, **kw: Any) -> TrainSpec:
-    return TrainSpec(epochs, s.lr, weight_decay=s.weight_decay, optimizer=s.optimizer, schedule="cosine", **kw)
+def spec(s: Setting, epochs: int, lr_factor: float = 1.0, **kw: Any) -> TrainSpec:
+    return TrainSpec(epochs, s.lr * lr_factor, weight_decay=s.weight_decay, optimizer=s.optimizer, schedule="cosine",
+                     **kw)
 
 
 def small_net(s: Setting) -> Network:
@@ -144,7 +147,8 @@ def grown(s: Setting, data: Any, budget: float) -> dict[str, Any]:
         raise SystemExit(f"the grown network ({count(child.network).params} params) is not the target's size "
                          f"({count(target).params})")
     base = spent = curve.points[-1][0] + check
-    out, _ = train(child.network, data, spec(s, e_big, epoch_offset=e_small if total else 0, total_epochs=total),
+    out, _ = train(child.network, data, spec(s, e_big, 1.0 if total else s.grow_lr_factor, epoch_offset=e_small if total else 0,
+                                            total_epochs=total),
                    seed=s.rep + 70, optimizer_state=carried_state(parent, child, state["opt"]),
                    on_epoch=lambda rep, n: curve.add(n, rep.val_acc, base + rep.train_flops))
     return result(out, curve, data, t0, epochs=(e_small, e_big), grown_at=spent,
@@ -266,7 +270,8 @@ def report(runs: list[dict[str, Any]], meta: dict[str, Any], plot_name: str) -> 
            f"Budget: {s['budget_epochs']} target epochs = {r0['budget_flops'] / 1e9:.2f} GFLOPs on "
            f"{r0['n_train']} images. {s['optimizer']} lr {s['lr']:g}, weight decay {s['weight_decay']:g}, "
            f"batch 64, cosine to 0; grown: the small ViT for {s['grow_fraction']:g} of the budget, schedule "
-           f"`{s['schedule']}`.", "", f"Curves: [{plot_name}]({plot_name})", ""]
+           f"`{s['schedule']}`" + (f", the grown phase's cosine from {s['grow_lr_factor']:g} x lr"
+                                   if s["schedule"] == "restart" else "") + ".", "", f"Curves: [{plot_name}]({plot_name})", ""]
     out += table(runs) + [""]
     if g:
         out += ["grown: epochs (small, grown) " + ", ".join(f"{x['epochs'][0]}+{x['epochs'][1]}" for x in g)
@@ -286,6 +291,8 @@ def main() -> None:
     ap.add_argument("--budget-epochs", type=int, default=None, help="the budget in target epochs (default 20)")
     ap.add_argument("--grow-fraction", type=float, default=None, help="share of the budget before growth (0.25)")
     ap.add_argument("--schedule", choices=("continue", "restart"), default=None)
+    ap.add_argument("--grow-lr-factor", type=float, default=None, help="schedule restart: the grown phase's peak "
+                    "LR as a multiple of --lr (default 1)")
     ap.add_argument("--optimizer", choices=("adamw", "sgd"), default=None)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--weight-decay", type=float, default=None)
@@ -302,7 +309,7 @@ def main() -> None:
         s = Setting(0)
         if args.quick:
             s = replace(s, dim=8, depth=1, mlp_dim=16, budget_epochs=4, train_limit=256)
-        for knob in ("budget_epochs", "grow_fraction", "schedule", "optimizer", "lr", "weight_decay"):
+        for knob in ("budget_epochs", "grow_fraction", "schedule", "grow_lr_factor", "optimizer", "lr", "weight_decay"):
             if getattr(args, knob) is not None:
                 s = replace(s, **{knob: getattr(args, knob)})
         if args.methods:
