@@ -14,9 +14,10 @@ Three methods, one budget: what the **target** ViT spends in ``--budget-epochs``
 
 Every method trains with AdamW on a cosine to zero (the grown one: a cosine per phase, the second
 from the full LR again: ``--schedule restart``, chosen on validation in a pilot); its answer is the
-final network (no selection), its test error measured once. After every epoch the validation loss and error are recorded against the
-FLOPs spent so far (monitoring: not counted). The compute the grown model needs to reach the
-from-scratch model's final validation loss is read off its curve (linear between epochs).
+final network (no selection), its test error measured once. After every epoch the validation loss
+and error are recorded against the FLOPs spent so far (monitoring: not counted). The compute the
+grown model needs to reach the from-scratch model's final validation loss is read off its curve
+(linear between epochs).
 
     .venv/bin/python bench/grow_transformer.py --reps 5 --jobs 2
     .venv/bin/python bench/grow_transformer.py --quick          # a smoke test of the same code (< 30 s)
@@ -73,6 +74,7 @@ class Setting:
     #                               epochs remain after growth)
     schedule: str = "restart"     # grown: a new cosine at growth ("restart") or one over the lineage ("continue")
     grow_lr_factor: float = 1.0   # grown, schedule "restart": the new cosine starts at this x lr
+    carry_state: bool = True      # grown: the optimizer state mapped through the morphs (False: a fresh AdamW)
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -147,9 +149,11 @@ def grown(s: Setting, data: Any, budget: float) -> dict[str, Any]:
         raise SystemExit(f"the grown network ({count(child.network).params} params) is not the target's size "
                          f"({count(target).params})")
     base = spent = curve.points[-1][0] + check
-    out, _ = train(child.network, data, spec(s, e_big, 1.0 if total else s.grow_lr_factor, epoch_offset=e_small if total else 0,
-                                            total_epochs=total),
-                   seed=s.rep + 70, optimizer_state=carried_state(parent, child, state["opt"]),
+    phase = spec(s, e_big, 1.0 if total else s.grow_lr_factor, epoch_offset=e_small if total else 0,
+                 total_epochs=total)
+    out, _ = train(child.network, data, phase,
+                   seed=s.rep + 70,
+                   optimizer_state=carried_state(parent, child, state["opt"]) if s.carry_state else None,
                    on_epoch=lambda rep, n: curve.add(n, rep.val_acc, base + rep.train_flops))
     return result(out, curve, data, t0, epochs=(e_small, e_big), grown_at=spent,
                   preservation_error=child.preservation_error)
@@ -201,19 +205,35 @@ def run_rep(s: Setting) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ report
+def reach_fractions(runs: list[dict[str, Any]], k: str, after_growth: bool = False) -> list[float | None]:
+    """Per repetition: the FLOPs at which method ``k``'s curve first reaches the from-scratch model's
+    final validation loss, as a fraction of the from-scratch FLOPs (None: never). ``after_growth``:
+    only the grown network's own points count (from the growth on)."""
+    out = []
+    for r in runs:
+        x, ref = r["methods"][k], r["methods"]["scratch"]
+        curve = [p for p in x["curve"] if p[0] > x["grown_at"]] if after_growth else x["curve"]
+        f = reach(curve, ref["val_loss"])
+        out.append(None if f is None else f / ref["flops"])
+    return out
+
+
+def fmt_reach(fr: list[float | None]) -> str:
+    got = [f for f in fr if f is not None]
+    if not got:
+        return f"never (0 of {len(fr)})"
+    m, h = ci95(got)
+    return f"{m:.2f} ± {h:.2f}" + (f" ({len(got)} of {len(fr)} reach it)" if len(got) < len(fr) else "")
+
+
 def table(runs: list[dict[str, Any]]) -> list[str]:
-    lines = ["| method | test error % | final val loss | val error % | reaches scratch's final val loss at "
+    lines = ["| method | test error % | final val loss | final val error % | reaches scratch's final val loss at "
              "(× scratch FLOPs) | params | GFLOPs used | wall s |", "|---|---|---|---|---|---|---|---|"]
     for k in [m for m in METHODS if m in runs[0]["methods"]]:
         rs = [r["methods"][k] for r in runs]
-        reached = [x["reach_fraction"] for x in rs if x.get("reach_fraction") is not None]
-        if "reach_fraction" not in rs[0]:
-            rf = ""
-        elif not reached:
-            rf = f"never (0 of {len(rs)})"
-        else:
-            m, h = ci95(reached)
-            rf = f"{m:.2f} ± {h:.2f}" + (f" ({len(reached)} of {len(rs)} reach it)" if len(reached) < len(rs) else "")
+        rf = fmt_reach(reach_fractions(runs, k)) if "scratch" in runs[0]["methods"] else ""
+        if k == "grown" and rf:
+            rf += f"; the grown network itself (after growth): {fmt_reach(reach_fractions(runs, k, True))}"
         lines.append(f"| {LABELS[k]} | {fmt([1 - x['test'] for x in rs])} | {fmt([x['val_loss'] for x in rs], 1, 4)} "
                      f"| {fmt([x['val_err'] for x in rs])} | {rf} | {np.mean([x['params'] for x in rs]):.0f} | "
                      f"{np.mean([x['flops'] for x in rs]) / 1e9:.2f} | {np.mean([x['seconds'] for x in rs]):.0f} |")
@@ -270,15 +290,34 @@ def report(runs: list[dict[str, Any]], meta: dict[str, Any], plot_name: str) -> 
            f"Budget: {s['budget_epochs']} target epochs = {r0['budget_flops'] / 1e9:.2f} GFLOPs on "
            f"{r0['n_train']} images. {s['optimizer']} lr {s['lr']:g}, weight decay {s['weight_decay']:g}, "
            f"batch 64, cosine to 0; grown: the small ViT for {s['grow_fraction']:g} of the budget, schedule "
-           f"`{s['schedule']}`" + (f", the grown phase's cosine from {s['grow_lr_factor']:g} x lr"
-                                   if s["schedule"] == "restart" else "") + ".", "", f"Curves: [{plot_name}]({plot_name})", ""]
+           f"`{s['schedule']}`" + ("" if s.get("carry_state", True) else ", a fresh optimizer after growth")
+           + (f", the grown phase's cosine from {s['grow_lr_factor']:g} x lr" if s["schedule"] == "restart" else "")
+           + ".", "", f"Curves: [{plot_name}]({plot_name})", ""]
     out += table(runs) + [""]
+    out += ["| method | lowest val loss on the curve | reached at (× budget) | "
+            "val loss at growth → one epoch after |",
+            "|---|---|---|---|"]
+    for k in [m for m in METHODS if m in runs[0]["methods"]]:
+        rs = [r["methods"][k] for r in runs]
+        lows = [min(rs_i["curve"], key=lambda p: p[1]) for rs_i in rs]
+        after = ""
+        if k == "grown":
+            before = fmt([[p[1] for p in x["curve"] if p[0] <= x["grown_at"]][-1] for x in rs], 1, 4)
+            after = before + " → " + fmt([next(p[1] for p in x["curve"] if p[0] > x["grown_at"]) for x in rs], 1, 4)
+        out.append(f"| {LABELS[k]} | {fmt([p[1] for p in lows], 1, 4)} | "
+                   f"{fmt([p[0] / r['budget_flops'] for p, r in zip(lows, runs)], 1, 2)} | {after} |")
+    out.append("")
     if g:
         out += ["grown: epochs (small, grown) " + ", ".join(f"{x['epochs'][0]}+{x['epochs'][1]}" for x in g)
                 + "; preservation error of the morph " + ", ".join(f"{x['preservation_error']:.1e}" for x in g)
-                + "; reach fractions per repetition " + ", ".join("never" if x.get("reach_fraction") is None
-                                                                    else f"{x['reach_fraction']:.2f}" for x in g)
                 + ".", ""]
+        if "scratch" in runs[0]["methods"]:
+            per = {k: reach_fractions(runs, k) for k in METHODS if k in runs[0]["methods"]}
+            per["grown network after growth"] = reach_fractions(runs, "grown", True)
+            out += ["Reach fractions per repetition (× scratch FLOPs; the from-scratch model's own: its final loss "
+                    "first reached earlier when it ends above its lowest): " + "; ".join(
+                        f"{k}: " + ", ".join("never" if f is None else f"{f:.2f}" for f in v) for k, v in per.items())
+                    + ".", ""]
     return "\n".join(out) + "\n"
 
 
@@ -293,6 +332,7 @@ def main() -> None:
     ap.add_argument("--schedule", choices=("continue", "restart"), default=None)
     ap.add_argument("--grow-lr-factor", type=float, default=None, help="schedule restart: the grown phase's peak "
                     "LR as a multiple of --lr (default 1)")
+    ap.add_argument("--fresh-state", action="store_true", help="grown: a fresh optimizer after growth (an ablation)")
     ap.add_argument("--optimizer", choices=("adamw", "sgd"), default=None)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--weight-decay", type=float, default=None)
@@ -312,6 +352,8 @@ def main() -> None:
         for knob in ("budget_epochs", "grow_fraction", "schedule", "grow_lr_factor", "optimizer", "lr", "weight_decay"):
             if getattr(args, knob) is not None:
                 s = replace(s, **{knob: getattr(args, knob)})
+        if args.fresh_state:
+            s = replace(s, carry_state=False)
         if args.methods:
             s = replace(s, methods=tuple(args.methods.split(",")))
         settings = [replace(s, rep=args.first_rep + k) for k in range(1 if args.quick else args.reps)]
