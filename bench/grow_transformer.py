@@ -226,6 +226,34 @@ def fmt_reach(fr: list[float | None]) -> str:
     return f"{m:.2f} ± {h:.2f}" + (f" ({len(got)} of {len(fr)} reach it)" if len(got) < len(fr) else "")
 
 
+def mean_curve(runs: list[dict[str, Any]], k: str, grid: np.ndarray, col: int = 1,
+               after_growth: bool = False) -> np.ndarray:
+    """Method ``k``'s curve (column ``col``: 1 val loss, 2 val error) averaged over repetitions on
+    ``grid`` (linear between epochs; NaN where a repetition has no point yet)."""
+    ys = []
+    for r in runs:
+        x = r["methods"][k]
+        c = np.array([p for p in x["curve"] if not after_growth or p[0] > x["grown_at"]])
+        ys.append(np.interp(grid, c[:, 0], c[:, col], left=np.nan, right=np.nan))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # no curve there yet: an empty mean
+        return np.nanmean(np.array(ys), axis=0)
+
+
+def mean_reach(runs: list[dict[str, Any]], k: str, after_growth: bool = False) -> float | None:
+    """On the mean curves: where method ``k``'s mean validation loss (every repetition has a point)
+    first reaches the from-scratch model's mean final one, as a fraction of the budget."""
+    grid = np.linspace(0, runs[0]["budget_flops"], 2001)
+    y = mean_curve(runs, k, grid, after_growth=after_growth)
+    starts = [r["methods"][k]["curve"][0][0] if not after_growth else
+              next(p[0] for p in r["methods"][k]["curve"] if p[0] > r["methods"][k]["grown_at"]) for r in runs]
+    y[grid < max(starts)] = np.nan
+    level = float(np.mean([r["methods"]["scratch"]["val_loss"] for r in runs]))
+    pts = [[float(f), float(v), 0.0] for f, v in zip(grid, y) if np.isfinite(v)]
+    f = reach(pts, level)
+    return None if f is None else f / runs[0]["budget_flops"]
+
+
 def table(runs: list[dict[str, Any]]) -> list[str]:
     lines = ["| method | test error % | final val loss | final val error % | reaches scratch's final val loss at "
              "(× scratch FLOPs) | params | GFLOPs used | wall s |", "|---|---|---|---|---|---|---|---|"]
@@ -249,13 +277,7 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for i, k in enumerate(m for m in METHODS if m in runs[0]["methods"]):
         for ax, col in zip(axes, (1, 2)):
-            ys = []
-            for r in runs:
-                c = np.array(r["methods"][k]["curve"])
-                ys.append(np.interp(grid, c[:, 0], c[:, col], left=np.nan, right=np.nan))
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)     # no curve there yet: an empty mean
-                mean = np.nanmean(np.array(ys), axis=0) * (100 if col == 2 else 1)
+            mean = mean_curve(runs, k, grid, col) * (100 if col == 2 else 1)
             ax.plot(grid / 1e9, mean, color=plt.cm.tab10(i), lw=1.6, label=LABELS[k])
     if "grown" in runs[0]["methods"]:
         g = np.mean([r["methods"]["grown"]["grown_at"] for r in runs]) / 1e9
@@ -294,6 +316,16 @@ def report(runs: list[dict[str, Any]], meta: dict[str, Any], plot_name: str) -> 
            + (f", the grown phase's cosine from {s['grow_lr_factor']:g} x lr" if s["schedule"] == "restart" else "")
            + ".", "", f"Curves: [{plot_name}]({plot_name})", ""]
     out += table(runs) + [""]
+    if "scratch" in runs[0]["methods"]:
+        out += ["Paired by repetition (same data split), against the target from scratch:", "",
+                "| method − scratch | test error (points) | final val loss | better test error in |",
+                "|---|---|---|---|"]
+        for k in [m for m in METHODS if m in runs[0]["methods"] and m != "scratch"]:
+            d_err = [r["methods"]["scratch"]["test"] - r["methods"][k]["test"] for r in runs]
+            d_vl = [r["methods"][k]["val_loss"] - r["methods"]["scratch"]["val_loss"] for r in runs]
+            out.append(f"| {LABELS[k]} | {fmt(d_err)} | {fmt(d_vl, 1, 4)} | {sum(d < 0 for d in d_err)} of "
+                       f"{len(runs)} |")
+        out.append("")
     out += ["| method | lowest val loss on the curve | reached at (× budget) | "
             "val loss at growth → one epoch after |",
             "|---|---|---|---|"]
@@ -314,6 +346,11 @@ def report(runs: list[dict[str, Any]], meta: dict[str, Any], plot_name: str) -> 
         if "scratch" in runs[0]["methods"]:
             per = {k: reach_fractions(runs, k) for k in METHODS if k in runs[0]["methods"]}
             per["grown network after growth"] = reach_fractions(runs, "grown", True)
+            mr = {"grown lineage": mean_reach(runs, "grown"), "grown network after growth":
+                  mean_reach(runs, "grown", True), "small trained longer": mean_reach(runs, "small")}
+            out += ["On the mean curves (where every repetition has a point), the from-scratch model's mean final "
+                    "validation loss is first reached at (× the budget): "
+                    + "; ".join(f"{k} {'never' if v is None else f'{v:.2f}'}" for k, v in mr.items()) + ".", ""]
             out += ["Reach fractions per repetition (× scratch FLOPs; the from-scratch model's own: its final loss "
                     "first reached earlier when it ends above its lowest): " + "; ".join(
                         f"{k}: " + ", ".join("never" if f is None else f"{f:.2f}" for f in v) for k, v in per.items())
