@@ -10,7 +10,9 @@ Three methods, one budget: what the **target** ViT spends in ``--budget-epochs``
   rest of the budget (the morph's own check passes are counted too);
 * **target from scratch**: the target architecture (the same sizes, built by the ``tiny_vit`` seed,
   standard attention scale) trained for the whole budget;
-* **small trained longer**: the small ViT trained for the whole budget.
+* **small trained longer**: the small ViT trained for the whole budget;
+* **control** (``small_restart``): the grown lineage's first phase and schedule, the small ViT going
+  on ungrown after the growth point (its optimizer state kept): what the schedule alone does.
 
 Every method trains with AdamW on a cosine to zero (the grown one: a cosine per phase, the second
 from the full LR again: ``--schedule restart``, chosen on validation in a pilot); its answer is the
@@ -57,9 +59,9 @@ from morphnas.spaces.actions import Action  # noqa: E402
 from morphnas.spaces.counting import count  # noqa: E402
 from morphnas.spaces.registry import create_network  # noqa: E402
 
-METHODS = ("grown", "scratch", "small")
+METHODS = ("grown", "scratch", "small", "small_restart")
 LABELS = {"grown": "grown (small, then morphed to the target size)", "scratch": "target size from scratch",
-          "small": "small trained longer"}
+          "small": "small trained longer", "small_restart": "small, grown's two-phase schedule, not grown (control)"}
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,9 @@ def from_scratch(s: Setting, data: Any, net: Network, epochs: int) -> dict[str, 
     return result(out, curve, data, t0, epochs=epochs)
 
 
-def grown(s: Setting, data: Any, budget: float) -> dict[str, Any]:
+def grown(s: Setting, data: Any, budget: float, grow: bool = True) -> dict[str, Any]:
+    """The grown lineage; ``grow=False``: its control, the same first phase and schedule with the small
+    ViT going on ungrown (its optimizer state kept) for the rest of the budget."""
     t0, curve = time.time(), Curve(data)
     small, target = small_net(s), target_net(s)
     f_small, f_target = training_flops(small, len(data.train)), training_flops(target, len(data.train))
@@ -144,6 +148,15 @@ def grown(s: Setting, data: Any, budget: float) -> dict[str, Any]:
     parent, _ = train(small, data, spec(s, e_small, total_epochs=total), seed=s.rep + 60,
                       on_epoch=lambda rep, n: curve.add(n, rep.val_acc, rep.train_flops),
                       on_optimizer_state=lambda st: state.update(opt=st))
+    if not grow:
+        base = curve.points[-1][0]
+        e_rest = int((budget - base) // f_small)
+        out, _ = train(parent, data, spec(s, e_rest, 1.0 if total else s.grow_lr_factor,
+                                          epoch_offset=e_small if total else 0,
+                                          total_epochs=None if total is None else e_small + e_rest),
+                       seed=s.rep + 70, optimizer_state=state["opt"] if s.carry_state else None,
+                       on_epoch=lambda rep, n: curve.add(n, rep.val_acc, base + rep.train_flops))
+        return result(out, curve, data, t0, epochs=(e_small, e_rest), grown_at=base)
     child = make_child(parent, growth_actions(s, 1000 * s.rep), data, seed=s.rep)
     if count(child.network).params != count(target).params or count(child.network).flops != count(target).flops:
         raise SystemExit(f"the grown network ({count(child.network).params} params) is not the target's size "
@@ -189,6 +202,8 @@ def run_rep(s: Setting) -> dict[str, Any]:
             r = grown(s, data, budget)
         elif m == "scratch":
             r = from_scratch(s, data, target, s.budget_epochs)
+        elif m == "small_restart":
+            r = grown(s, data, budget, grow=False)
         elif m == "small":
             r = from_scratch(s, data, small, int(budget // f_small))
         else:
@@ -260,8 +275,9 @@ def table(runs: list[dict[str, Any]]) -> list[str]:
     for k in [m for m in METHODS if m in runs[0]["methods"]]:
         rs = [r["methods"][k] for r in runs]
         rf = fmt_reach(reach_fractions(runs, k)) if "scratch" in runs[0]["methods"] else ""
-        if k == "grown" and rf:
-            rf += f"; the grown network itself (after growth): {fmt_reach(reach_fractions(runs, k, True))}"
+        if k in ("grown", "small_restart") and rf:
+            rf += f"; {'the grown network itself' if k == 'grown' else 'its second phase'} (after the growth point): " \
+                  f"{fmt_reach(reach_fractions(runs, k, True))}"
         lines.append(f"| {LABELS[k]} | {fmt([1 - x['test'] for x in rs])} | {fmt([x['val_loss'] for x in rs], 1, 4)} "
                      f"| {fmt([x['val_err'] for x in rs])} | {rf} | {np.mean([x['params'] for x in rs]):.0f} | "
                      f"{np.mean([x['flops'] for x in rs]) / 1e9:.2f} | {np.mean([x['seconds'] for x in rs]):.0f} |")
@@ -327,13 +343,13 @@ def report(runs: list[dict[str, Any]], meta: dict[str, Any], plot_name: str) -> 
                        f"{len(runs)} |")
         out.append("")
     out += ["| method | lowest val loss on the curve | reached at (× budget) | "
-            "val loss at growth → one epoch after |",
+            "val loss at the growth point → one epoch after |",
             "|---|---|---|---|"]
     for k in [m for m in METHODS if m in runs[0]["methods"]]:
         rs = [r["methods"][k] for r in runs]
         lows = [min(rs_i["curve"], key=lambda p: p[1]) for rs_i in rs]
         after = ""
-        if k == "grown":
+        if k in ("grown", "small_restart"):
             before = fmt([[p[1] for p in x["curve"] if p[0] <= x["grown_at"]][-1] for x in rs], 1, 4)
             after = before + " → " + fmt([next(p[1] for p in x["curve"] if p[0] > x["grown_at"]) for x in rs], 1, 4)
         out.append(f"| {LABELS[k]} | {fmt([p[1] for p in lows], 1, 4)} | "
@@ -346,8 +362,12 @@ def report(runs: list[dict[str, Any]], meta: dict[str, Any], plot_name: str) -> 
         if "scratch" in runs[0]["methods"]:
             per = {k: reach_fractions(runs, k) for k in METHODS if k in runs[0]["methods"]}
             per["grown network after growth"] = reach_fractions(runs, "grown", True)
+            if "small_restart" in per:
+                per["control after the growth point"] = reach_fractions(runs, "small_restart", True)
             mr = {"grown lineage": mean_reach(runs, "grown"), "grown network after growth":
                   mean_reach(runs, "grown", True), "small trained longer": mean_reach(runs, "small")}
+            if "small_restart" in runs[0]["methods"]:
+                mr["control (small, two phases)"] = mean_reach(runs, "small_restart")
             out += ["On the mean curves (where every repetition has a point), the from-scratch model's mean final "
                     "validation loss is first reached at (× the budget): "
                     + "; ".join(f"{k} {'never' if v is None else f'{v:.2f}'}" for k, v in mr.items()) + ".", ""]
