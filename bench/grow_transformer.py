@@ -318,7 +318,8 @@ def report(runs: list[dict[str, Any]], meta: dict[str, Any], plot_name: str) -> 
     s, r0 = runs[0]["setting"], runs[0]
     g = [r["methods"]["grown"] for r in runs if "grown" in r["methods"]]
     out = ["# Growing a ViT by exact morphs vs the target size from scratch, at equal training FLOPs", "",
-           f"`{meta['command']}` — {meta['seconds'] / 60:.1f} min, {meta['jobs']} processes of one torch thread. "
+           f"`{meta['command']}` — {meta['seconds'] / 60:.1f} min, {meta['jobs']} "
+           f"process{'es' if meta['jobs'] > 1 else ''} of one torch thread. "
            f"Mean ± 95% CI over {len(runs)} repetitions (t distribution); each repetition has its own seeds and "
            "validation split. Data: mnist5k at 14x14, 10% of the non-test images for validation, a fixed "
            "1,000-image test split.", "",
