@@ -143,17 +143,16 @@ def grown(s: Setting, data: Any, budget: float, grow: bool = True) -> dict[str, 
     e_big = max(1, round((1 - s.grow_fraction) * s.budget_epochs))
     check = (count(small).flops + count(target).flops) * min(VERIFY_BATCH, len(data.val))
     e_small = max(1, int((budget - e_big * f_target - check) // f_small))
+    e_rest = int((budget - e_small * f_small) // f_small)     # the control's second phase
     state: dict[str, Any] = {}
-    total = None if s.schedule == "restart" else e_small + e_big
+    total = None if s.schedule == "restart" else e_small + (e_big if grow else e_rest)
     parent, _ = train(small, data, spec(s, e_small, total_epochs=total), seed=s.rep + 60,
                       on_epoch=lambda rep, n: curve.add(n, rep.val_acc, rep.train_flops),
                       on_optimizer_state=lambda st: state.update(opt=st))
     if not grow:
         base = curve.points[-1][0]
-        e_rest = int((budget - base) // f_small)
         out, _ = train(parent, data, spec(s, e_rest, 1.0 if total else s.grow_lr_factor,
-                                          epoch_offset=e_small if total else 0,
-                                          total_epochs=None if total is None else e_small + e_rest),
+                                          epoch_offset=e_small if total else 0, total_epochs=total),
                        seed=s.rep + 70, optimizer_state=state["opt"] if s.carry_state else None,
                        on_epoch=lambda rep, n: curve.add(n, rep.val_acc, base + rep.train_flops))
         return result(out, curve, data, t0, epochs=(e_small, e_rest), grown_at=base)
