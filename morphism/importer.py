@@ -48,8 +48,9 @@ def from_torch(module: nn.Module, input_shape: Shape, verify: bool = True, seed:
 
     ``module`` is not modified. With ``verify`` the result is compared with the module on a random
     batch (eval mode) and a mismatch raises :class:`MorphnasError`. A transformer is also checked on
-    a float64 copy with its all-zero parameters drawn at random (:func:`_probe_copy`: a fresh
-    torchvision ViT's head is zero, which would make the first comparison zeros with zeros).
+    a float64 copy (its own dtype above ``PROBE_FLOAT64_MAX_PARAMS``) with its all-zero parameters
+    drawn at random (:func:`_probe_copy`: a fresh torchvision ViT's head is zero, which would make the
+    first comparison zeros with zeros).
     """
     if not isinstance(module, nn.Module):
         raise MorphnasError(f"from_torch needs an nn.Module, got {type(module).__name__}")
@@ -62,7 +63,8 @@ def from_torch(module: nn.Module, input_shape: Shape, verify: bool = True, seed:
             _verify(module, net, seed)
             probe = _probe_copy(module, seed)   # and on a copy where no part of the model can hide
             _verify(probe, from_structure(probe, input_shape), seed,
-                    "on a float64 copy of the model with its all-zero parameters drawn at random", batch=1)
+                    f"on a {str(next(probe.parameters()).dtype).removeprefix('torch.')} copy of the model with "
+                    f"its all-zero parameters drawn at random", batch=1)
         return net
     # Trace a copy in eval mode: train-only branches (GoogLeNet's aux heads, stochastic depth) are
     # not part of the function the IR must compute, and the caller's module stays untouched.
@@ -352,6 +354,9 @@ def _blocks(b: Builder, net: Network, names: dict, edge_names: list[str]) -> lis
     return blocks
 
 
+PROBE_FLOAT64_MAX_PARAMS = 100_000_000   # larger models are probed in their own dtype (memory: two copies)
+
+
 @torch.no_grad()
 def _probe_copy(module: nn.Module, seed: int) -> nn.Module:
     """A float64 copy of ``module`` whose all-zero parameters are drawn at random.
@@ -359,13 +364,16 @@ def _probe_copy(module: nn.Module, seed: int) -> nn.Module:
     torchvision zero-initialises a ViT's classification head, so a fresh model outputs zeros for any
     input and the plain check compares zeros with zeros: a wrong LayerNorm eps or swapped q and k would
     pass. Zero biases hide their own mapping the same way. In the copy every parameter counts, and
-    float64 resolves differences far below float32's rounding (a LayerNorm eps of 1e-5 for 1e-6)."""
-    probe = copy.deepcopy(module).double()
+    float64 resolves differences far below float32's rounding (a LayerNorm eps of 1e-5 for 1e-6).
+    A model of more than ``PROBE_FLOAT64_MAX_PARAMS`` parameters (vit_l_16 and up) keeps its dtype."""
+    probe = copy.deepcopy(module)
+    if sum(p.numel() for p in probe.parameters()) <= PROBE_FLOAT64_MAX_PARAMS:
+        probe = probe.double()
     gen = torch.Generator().manual_seed(seed + 1)
     for p in probe.parameters():
         if p.numel() and not bool(p.detach().any()):
             std = p.shape[-1] ** -0.5 if p.ndim >= 2 else 0.5
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * std)
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype) * std)
     return probe
 
 

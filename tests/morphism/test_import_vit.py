@@ -155,3 +155,17 @@ def test_the_probe_copy_randomises_only_the_zero_parameters():
         else:
             assert torch.equal(q, p.detach().double()), n
     assert not model.heads.head.weight.detach().any()   # the model itself is untouched
+
+
+def test_a_large_model_is_probed_in_its_own_dtype_and_still_caught(monkeypatch):
+    from morphnas.morphism import import_vit, importer
+    from morphnas.morphism.errors import MorphnasError
+    monkeypatch.setattr(importer, "PROBE_FLOAT64_MAX_PARAMS", 1000)     # the small ViT counts as large
+    model = _fresh_vit()
+    probe = importer._probe_copy(model, 0)
+    assert next(probe.parameters()).dtype == torch.float32 and probe.heads.head.weight.abs().min() > 0
+    from_torch(model, (3, 32, 32))
+    monkeypatch.setattr(import_vit, "_attention", _swap_qk(import_vit._attention))
+    with pytest.raises(MorphnasError, match=r"import check on a float32 copy of the model with its all-zero "
+                                            r"parameters drawn at random: .* > 0.0001"):
+        from_torch(model, (3, 32, 32))
