@@ -72,6 +72,8 @@ step search "Search efficiency at equal compute (smoke test; the full run is in 
   "$PY" bench/search_efficiency.py --quick --jobs 2 --strategies hill_climb,random_walk --out "$OUT/search_quick"
 step equal_flops "Growth vs the seed trained longer at equal training FLOPs (smoke test; the full run is in BENCHMARKS.md)" stdout \
   "$PY" bench/equal_flops.py --quick --jobs 2 --out "$OUT/equal_flops_quick"
+step grow_transformer "A ViT grown by exact morphs vs the target from scratch at equal training FLOPs (smoke test; the full run is in BENCHMARKS.md)" stdout \
+  "$PY" bench/grow_transformer.py --quick --jobs 1 --out "$OUT/grow_transformer_quick"
 step pareto "Hypervolume of the front at equal compute (smoke test; the full run is in BENCHMARKS.md)" stdout \
   "$PY" bench/pareto_front.py --quick --jobs 2 --out "$OUT/pareto_quick"
 step latency "Latency measurement: noise beside a training process, cost" stdout \
@@ -88,7 +90,7 @@ step data_stream "Data in memory vs streamed through a DataLoader (CIFAR-shaped)
   echo "| step | seconds |"
   echo "|---|---|"
   printf '%s\n' "${timings[@]}"
-  for f in compile morph preservation decompose module spaces leaderboard ray_overhead search pareto latency; do
+  for f in compile morph preservation decompose module spaces leaderboard ray_overhead search grow_transformer pareto latency; do
     [ -f "$OUT/$f.md" ] && { echo; sed 's/^#/##/' "$OUT/$f.md"; }
   done
 } > "$OUT/SUMMARY.md"

@@ -5,7 +5,8 @@ Why not by tracing: a ViT's forward reshapes, permutes, expands a parameter and 
 and ``nn.MultiheadAttention`` packs q, k and v in one tensor; the pieces are few and fixed, so they
 are read off the modules directly into the IR (:mod:`.transformer`'s pre-LN blocks, the
 ``attention`` kind with q/k/v split out, ``scale = head_dim ** -0.5``). :func:`.importer.from_torch`
-calls this for these module types and checks the result against the model like any import.
+calls this for these module types and checks the result against the model like any import, and
+again on a float64 copy whose all-zero parameters (torchvision's zero head) are drawn at random.
 Anything the IR does not compute exactly (post-LN layers, sequence-first layers, a conv stem,
 other activations) is refused with the setting named.
 """

@@ -47,7 +47,10 @@ def from_torch(module: nn.Module, input_shape: Shape, verify: bool = True, seed:
     """The IR network computing ``module`` on inputs of ``input_shape`` (no batch dimension).
 
     ``module`` is not modified. With ``verify`` the result is compared with the module on a random
-    batch (eval mode) and a mismatch raises :class:`MorphnasError`.
+    batch (eval mode) and a mismatch raises :class:`MorphnasError`. A transformer is also checked on
+    a float64 copy (its own dtype above ``PROBE_FLOAT64_MAX_PARAMS``) with its all-zero parameters
+    drawn at random (:func:`_probe_copy`: a fresh torchvision ViT's head is zero, which would make the
+    first comparison zeros with zeros).
     """
     if not isinstance(module, nn.Module):
         raise MorphnasError(f"from_torch needs an nn.Module, got {type(module).__name__}")
@@ -58,6 +61,10 @@ def from_torch(module: nn.Module, input_shape: Shape, verify: bool = True, seed:
         net = from_structure(module, input_shape)
         if verify:
             _verify(module, net, seed)
+            probe = _probe_copy(module, seed)   # and on a copy where no part of the model can hide
+            _verify(probe, from_structure(probe, input_shape), seed,
+                    f"on a {str(next(probe.parameters()).dtype).removeprefix('torch.')} copy of the model with "
+                    f"its all-zero parameters drawn at random", batch=1)
         return net
     # Trace a copy in eval mode: train-only branches (GoogLeNet's aux heads, stochastic depth) are
     # not part of the function the IR must compute, and the caller's module stays untouched.
@@ -347,13 +354,36 @@ def _blocks(b: Builder, net: Network, names: dict, edge_names: list[str]) -> lis
     return blocks
 
 
+PROBE_FLOAT64_MAX_PARAMS = 100_000_000   # larger models are probed in their own dtype (memory: two copies)
+
+
 @torch.no_grad()
-def _verify(module: nn.Module, net: Network, seed: int) -> None:
+def _probe_copy(module: nn.Module, seed: int) -> nn.Module:
+    """A float64 copy of ``module`` whose all-zero parameters are drawn at random.
+
+    torchvision zero-initialises a ViT's classification head, so a fresh model outputs zeros for any
+    input and the plain check compares zeros with zeros: a wrong LayerNorm eps or swapped q and k would
+    pass. Zero biases hide their own mapping the same way. In the copy every parameter counts, and
+    float64 resolves differences far below float32's rounding (a LayerNorm eps of 1e-5 for 1e-6).
+    A model of more than ``PROBE_FLOAT64_MAX_PARAMS`` parameters (vit_l_16 and up) keeps its dtype."""
+    probe = copy.deepcopy(module)
+    if sum(p.numel() for p in probe.parameters()) <= PROBE_FLOAT64_MAX_PARAMS:
+        probe = probe.double()
+    gen = torch.Generator().manual_seed(seed + 1)
+    for p in probe.parameters():
+        if p.numel() and not bool(p.detach().any()):
+            std = p.shape[-1] ** -0.5 if p.ndim >= 2 else 0.5
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype) * std)
+    return probe
+
+
+@torch.no_grad()
+def _verify(module: nn.Module, net: Network, seed: int, what: str = "", batch: int = 2) -> None:
     flags = {m: m.training for m in module.modules()}
     try:
         module.eval()
         dtype = net.dtype
-        x = torch.randn((2, *net.input_shape), generator=torch.Generator().manual_seed(seed),
+        x = torch.randn((batch, *net.input_shape), generator=torch.Generator().manual_seed(seed),
                         dtype=torch.float64).to(dtype)
         want = module(x)
         got = compile_network(net).eval()(x)
@@ -367,5 +397,6 @@ def _verify(module: nn.Module, net: Network, seed: int) -> None:
     rel = (want - got).abs().max().item() / scale
     tol = 1e-4 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-9
     if not rel <= tol:
-        raise MorphnasError(f"import check: the imported network differs from the model (relative error "
-                            f"{rel:.2e} > {tol:g}); the model probably uses an operation the tracer misread")
+        raise MorphnasError(f"import check{' ' + what if what else ''}: the imported network differs from the "
+                            f"model (relative error {rel:.2e} > {tol:g}); the model probably uses an operation the "
+                            f"importer misread")

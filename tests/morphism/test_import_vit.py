@@ -95,3 +95,77 @@ def test_torchvision_vit_b_16_imports_from_the_registry():
     torch.manual_seed(0)   # torchvision's head starts at zero: check a randomised one too
     model = _randomised(torchvision.models.vit_b_16(weights=None, num_classes=10))
     _match(model, from_torch(model, (3, 224, 224)), (3, 224, 224), torch.float32, F32_TOL)
+
+
+# ---------------------------------------------------------------- the check of a fresh (zero-head) ViT
+def _fresh_vit() -> nn.Module:
+    """torchvision's own initialisation: the classification head is zero."""
+    torch.manual_seed(0)
+    return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                                hidden_dim=32, mlp_dim=64).eval()
+
+
+def _swap_qk(real):
+    def broken(mha, where):
+        spec, p = real(mha, where)
+        p["q_weight"], p["k_weight"] = p["k_weight"], p["q_weight"]
+        return spec, p
+    return broken
+
+
+def _eps_1e5(real):
+    def broken(layer, where):
+        b = real(layer, where)
+        return {**b, "eps": 1e-5}      # nn.LayerNorm's default instead of the model's 1e-6
+    return broken
+
+
+@pytest.mark.parametrize("target, wrap", [("_attention", _swap_qk), ("_block", _eps_1e5)])
+def test_a_broken_import_of_a_fresh_zero_head_vit_is_caught(monkeypatch, target, wrap):
+    """A fresh torchvision ViT outputs zeros for any input, so the plain output check compares zeros
+    with zeros and passes a broken import; the check on the float64 copy with the zero parameters
+    drawn at random catches it."""
+    from morphnas.morphism import import_vit, importer
+    from morphnas.morphism.errors import MorphnasError
+    model = _fresh_vit()
+    x = torch.randn(4, 3, 32, 32)
+    assert model(x).abs().max().item() == 0.0          # the premise: the head is zero
+    good = from_torch(model, (3, 32, 32))              # the honest import passes both checks
+    assert good.edge("encoder.layers.encoder_layer_0.ln_1").layer.eps == 1e-6
+    monkeypatch.setattr(import_vit, target, wrap(getattr(import_vit, target)))
+    broken = import_vit.from_structure(model, (3, 32, 32))
+    importer._verify(model, broken, 0)                 # the plain check alone cannot see it
+    with pytest.raises(MorphnasError, match=r"import check on a float64 copy of the model with its all-zero "
+                                            r"parameters drawn at random: .*relative error (\S+) > 1e-09"):
+        from_torch(model, (3, 32, 32))
+
+
+def test_the_probe_copy_randomises_only_the_zero_parameters():
+    from morphnas.morphism.importer import _probe_copy
+    model = _fresh_vit()
+    probe = _probe_copy(model, 0)
+    before, after = dict(model.named_parameters()), dict(probe.named_parameters())
+    zero = [n for n, p in before.items() if not p.detach().any()]
+    assert "heads.head.weight" in zero and "class_token" in zero and "encoder.layers.encoder_layer_0.ln_1.bias" in zero
+    for n, p in before.items():
+        q = after[n]
+        assert q.dtype == torch.float64
+        if n in zero:
+            assert (q != 0).all(), n
+        else:
+            assert torch.equal(q, p.detach().double()), n
+    assert not model.heads.head.weight.detach().any()   # the model itself is untouched
+
+
+def test_a_large_model_is_probed_in_its_own_dtype_and_still_caught(monkeypatch):
+    from morphnas.morphism import import_vit, importer
+    from morphnas.morphism.errors import MorphnasError
+    monkeypatch.setattr(importer, "PROBE_FLOAT64_MAX_PARAMS", 1000)     # the small ViT counts as large
+    model = _fresh_vit()
+    probe = importer._probe_copy(model, 0)
+    assert next(probe.parameters()).dtype == torch.float32 and probe.heads.head.weight.abs().min() > 0
+    from_torch(model, (3, 32, 32))
+    monkeypatch.setattr(import_vit, "_attention", _swap_qk(import_vit._attention))
+    with pytest.raises(MorphnasError, match=r"import check on a float32 copy of the model with its all-zero "
+                                            r"parameters drawn at random: .* > 0.0001"):
+        from_torch(model, (3, 32, 32))
