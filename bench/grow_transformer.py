@@ -442,11 +442,11 @@ def main() -> None:
         runs.sort(key=lambda r: r["setting"]["rep"])
         meta = {"command": "python bench/grow_transformer.py " + " ".join(sys.argv[1:]), "seconds": time.time() - t0,
                 "jobs": args.jobs}
-        out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+        out.parent.joinpath(out.name + ".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
     png = out.parent / f"{out.name}_curves.png"
     plot(runs, png)
     text = report(runs, meta, png.name)
-    out.with_suffix(".md").write_text(text)
+    out.parent.joinpath(out.name + ".md").write_text(text)
     print(text)
 
 
