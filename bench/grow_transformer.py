@@ -77,6 +77,7 @@ class Setting:
     schedule: str = "restart"     # grown: a new cosine at growth ("restart") or one over the lineage ("continue")
     grow_lr_factor: float = 1.0   # grown, schedule "restart": the new cosine starts at this x lr
     carry_state: bool = True      # grown: the optimizer state mapped through the morphs (False: a fresh AdamW)
+    warmup: int = 0               # restart: epochs at a constant 0.1 x lr after the growth point (both lineages)
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -151,24 +152,37 @@ def grown(s: Setting, data: Any, budget: float, grow: bool = True) -> dict[str, 
                       on_optimizer_state=lambda st: state.update(opt=st))
     if not grow:
         base = curve.points[-1][0]
-        out, _ = train(parent, data, spec(s, e_rest, 1.0 if total else s.grow_lr_factor,
-                                          epoch_offset=e_small if total else 0, total_epochs=total),
-                       seed=s.rep + 70, optimizer_state=state["opt"] if s.carry_state else None,
-                       on_epoch=lambda rep, n: curve.add(n, rep.val_acc, base + rep.train_flops))
+        out = second_phase(s, parent, data, e_rest, e_small, total, state["opt"] if s.carry_state else None,
+                           curve, base, f_small)
         return result(out, curve, data, t0, epochs=(e_small, e_rest), grown_at=base)
     child = make_child(parent, growth_actions(s, 1000 * s.rep), data, seed=s.rep)
     if count(child.network).params != count(target).params or count(child.network).flops != count(target).flops:
         raise SystemExit(f"the grown network ({count(child.network).params} params) is not the target's size "
                          f"({count(target).params})")
-    base = spent = curve.points[-1][0] + check
-    phase = spec(s, e_big, 1.0 if total else s.grow_lr_factor, epoch_offset=e_small if total else 0,
-                 total_epochs=total)
-    out, _ = train(child.network, data, phase,
-                   seed=s.rep + 70,
-                   optimizer_state=carried_state(parent, child, state["opt"]) if s.carry_state else None,
-                   on_epoch=lambda rep, n: curve.add(n, rep.val_acc, base + rep.train_flops))
+    spent = curve.points[-1][0] + check
+    out = second_phase(s, child.network, data, e_big, e_small, total,
+                       carried_state(parent, child, state["opt"]) if s.carry_state else None, curve, spent, f_target)
     return result(out, curve, data, t0, epochs=(e_small, e_big), grown_at=spent,
                   preservation_error=child.preservation_error)
+
+
+def second_phase(s: Setting, net: Network, data: Any, epochs: int, offset: int, total: int | None, opt: Any,
+                 curve: Curve, base: float, f_epoch: float) -> Network:
+    """The lineage after the growth point: ``s.warmup`` epochs at a constant tenth of the LR (restart
+    only), then the cosine; the optimizer state goes on from phase to phase."""
+    state = {"opt": opt}
+    warm = min(s.warmup, epochs - 1) if total is None else 0
+    if warm:
+        net, _ = train(net, data, TrainSpec(warm, 0.1 * s.lr * s.grow_lr_factor, weight_decay=s.weight_decay,
+                                            optimizer=s.optimizer, schedule="constant"),
+                       seed=s.rep + 80, optimizer_state=opt, on_optimizer_state=lambda st: state.update(opt=st),
+                       on_epoch=lambda rep, n: curve.add(n, rep.val_acc, base + rep.train_flops))
+        base += warm * f_epoch
+    phase = spec(s, epochs - warm, 1.0 if total else s.grow_lr_factor, epoch_offset=offset if total else 0,
+                 total_epochs=total)
+    out, _ = train(net, data, phase, seed=s.rep + 70, optimizer_state=state["opt"],
+                   on_epoch=lambda rep, n: curve.add(n, rep.val_acc, base + rep.train_flops))
+    return out
 
 
 def reach(curve: list[list[float]], level: float) -> float | None:
@@ -329,6 +343,7 @@ def report(runs: list[dict[str, Any]], meta: dict[str, Any], plot_name: str) -> 
            f"{r0['n_train']} images. {s['optimizer']} lr {s['lr']:g}, weight decay {s['weight_decay']:g}, "
            f"batch 64, cosine to 0; grown: the small ViT for {s['grow_fraction']:g} of the budget, schedule "
            f"`{s['schedule']}`" + ("" if s.get("carry_state", True) else ", a fresh optimizer after growth")
+           + (f", {s['warmup']} warm-up epoch(s) at 0.1 x lr after it" if s.get("warmup") else "")
            + (f", the grown phase's cosine from {s['grow_lr_factor']:g} x lr" if s["schedule"] == "restart" else "")
            + ".", "", f"Curves: [{plot_name}]({plot_name})", ""]
     out += table(runs) + [""]
@@ -389,6 +404,8 @@ def main() -> None:
     ap.add_argument("--schedule", choices=("continue", "restart"), default=None)
     ap.add_argument("--grow-lr-factor", type=float, default=None, help="schedule restart: the grown phase's peak "
                     "LR as a multiple of --lr (default 1)")
+    ap.add_argument("--warmup", type=int, default=0, help="restart: epochs at a constant 0.1 x lr after the "
+                    "growth point (grown and control)")
     ap.add_argument("--fresh-state", action="store_true", help="grown: a fresh optimizer after growth (an ablation)")
     ap.add_argument("--optimizer", choices=("adamw", "sgd"), default=None)
     ap.add_argument("--lr", type=float, default=None)
@@ -409,6 +426,8 @@ def main() -> None:
         for knob in ("budget_epochs", "grow_fraction", "schedule", "grow_lr_factor", "optimizer", "lr", "weight_decay"):
             if getattr(args, knob) is not None:
                 s = replace(s, **{knob: getattr(args, knob)})
+        if args.warmup:
+            s = replace(s, warmup=args.warmup)
         if args.fresh_state:
             s = replace(s, carry_state=False)
         if args.methods:
@@ -423,11 +442,11 @@ def main() -> None:
         runs.sort(key=lambda r: r["setting"]["rep"])
         meta = {"command": "python bench/grow_transformer.py " + " ".join(sys.argv[1:]), "seconds": time.time() - t0,
                 "jobs": args.jobs}
-        out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+        out.parent.joinpath(out.name + ".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
     png = out.parent / f"{out.name}_curves.png"
     plot(runs, png)
     text = report(runs, meta, png.name)
-    out.with_suffix(".md").write_text(text)
+    out.parent.joinpath(out.name + ".md").write_text(text)
     print(text)
 
 
