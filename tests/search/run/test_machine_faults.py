@@ -83,10 +83,14 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_loses_nothing(small_di
         p = _start(["search", str(tmp_path / "c.yaml")], log)
         try:
             _wait_for(lambda: "m0" in _results(run), p, log_path, "the seed was recorded")
-            st = os.statvfs(small_disk)
-            free = st.f_bavail * st.f_frsize
-            with open(small_disk / "filler", "wb") as f:   # leave ~40 KB: less than a child's weights
-                f.write(b"\0" * max(0, free - 40_000))
+            filler = small_disk / "filler"
+            with open(filler, "wb", buffering=0) as f:       # fill the disk (the run writes meanwhile) ...
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                except OSError:
+                    pass
+            os.truncate(filler, max(0, filler.stat().st_size - 40_000))   # ... then leave ~40 KB: less than a child
             rc = p.wait(timeout=300)
         finally:
             _stop(p)
@@ -99,7 +103,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_loses_nothing(small_di
     assert not list(members.glob(".*.saving-*")), "no staging folder of a crashed save is left"
     assert all((m / "network.json").is_file() for m in members.iterdir()), "no partial member folder"
 
-    (small_disk / "filler").unlink()
+    filler.unlink()
     resumed = subprocess.run([sys.executable, "-m", "morphnas.search", "resume", str(run)], capture_output=True,
                              text=True, env=_env(), timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
