@@ -88,6 +88,16 @@ def lock_holder(run: Path) -> str:
         return ""
 
 
+def resume_to_the_end(run: Path, log, timeout: float = 400.0) -> None:
+    """``morphnas resume run`` in a subprocess (output to ``log``), run to its end: exit 0."""
+    p = start(["resume", str(run)], log)
+    try:
+        poll(lambda: lock_holder(run) == str(p.pid), "the resumed driver to hold the lock", p, log, timeout=120)
+        assert p.wait(timeout=timeout) == 0, Path(log.name).read_text()[-3000:]
+    finally:
+        stop_group(p)
+
+
 def stop_group(proc):
     """End what this test started: the driver's session (Ray fate-shares with the driver anyway)."""
     try:

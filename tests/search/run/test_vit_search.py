@@ -14,7 +14,7 @@ import optuna
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_resume import lock_holder, poll, start, state, stop_group  # noqa: E402
+from test_resume import poll, resume_to_the_end, start, state, stop_group  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -42,12 +42,9 @@ def test_vit_search_survives_kill_9_resumes_and_exports(tmp_path):
         stop_group(p)
     finished = {r["member_id"]: r["values"] for r in state(run)["results"]}
     assert set(state(run)["pending"]), "the kill landed while a child trained"
-    p = start(["resume", str(run)], log)
     try:
-        poll(lambda: lock_holder(run) == str(p.pid), "the resumed driver to hold the lock", p, log, timeout=120)
-        assert p.wait(timeout=400) == 0, (tmp_path / "log.txt").read_text()[-3000:]
+        resume_to_the_end(run, log)
     finally:
-        stop_group(p)
         log.close()
 
     study = optuna.load_study(study_name="vit", storage=f"sqlite:///{run / 'study.db'}")
