@@ -86,14 +86,21 @@ def test_failed_download_is_a_clear_error(monkeypatch):
         load_data(DataConfig(dataset="svhn", root="nowhere"), seed=0)
 
 
-def test_image_folder(tmp_path):
+def _image_folder(root, n_train: int, n_test: int, hw: tuple[int, int]) -> np.random.Generator:
+    """``root/{train,test}/{cat,dog}/<i>.png``: random RGB images of size ``hw``; returns the generator."""
     from PIL import Image
     rng = np.random.default_rng(0)
-    for split, n in (("train", 6), ("test", 2)):
+    for split, n in (("train", n_train), ("test", n_test)):
         for cls in ("cat", "dog"):
-            (tmp_path / split / cls).mkdir(parents=True)
+            (root / split / cls).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+                Image.fromarray(rng.integers(0, 255, (*hw, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+    return rng
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+    rng = _image_folder(tmp_path, 6, 2, (10, 12))
     d = load_data(DataConfig(dataset="image_folder", root=str(tmp_path), image_size=8, val_fraction=0.25), seed=0)
     assert d.input_shape == (3, 8, 8) and d.num_classes == 2
     assert (len(d.train), len(d.val), len(d.test)) == (9, 3, 4)
@@ -110,13 +117,7 @@ def _bad_folder(tmp_path):
     import struct
     import zlib
 
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 4), ("test", 2)):
-        for cls in ("cat", "dog"):
-            (tmp_path / split / cls).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    _image_folder(tmp_path, 4, 2, (8, 8))
     good = (tmp_path / "train" / "cat" / "0.png").read_bytes()
     # A 15000x15000 (225-megapixel) PNG of a few hundred bytes: the header says so, the data never will.
     ihdr = struct.pack(">IIBBBBB", 15000, 15000, 8, 2, 0, 0, 0)

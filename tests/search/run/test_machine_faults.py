@@ -11,17 +11,17 @@ What is asserted is what a user checks: the exit code, the lines printed, the le
 """
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_resume import poll, start, state, stop_group  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -40,32 +40,24 @@ def _env():
     return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _start(args, log):
-    return subprocess.Popen([sys.executable, "-m", "morphnas.search", *args], stdout=log, stderr=subprocess.STDOUT,
-                            env=_env(), start_new_session=True)
+def _search_with_a_fault(tmp_path: Path, runs_dir: Path, name: str, ready, fault) -> tuple[int, str, Path]:
+    """Start ``morphnas search`` (the module CONFIG as ``name`` under ``runs_dir``), call ``fault(run)``
+    once ``ready(state)`` holds, wait for the search to end: (exit code, what it printed, the run)."""
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**CONFIG, "name": name, "runs_dir": str(runs_dir)}))
+    run = runs_dir / name
+    with open(tmp_path / "log.txt", "w") as log:
+        p = start(["search", str(tmp_path / "c.yaml")], log)
+        try:
+            poll(lambda: ready(state(run)), "the moment of the fault", p, log)
+            fault(run)
+            rc = p.wait(timeout=300)
+        finally:
+            stop_group(p)
+    return rc, (tmp_path / "log.txt").read_text(), run
 
 
-def _results(run: Path) -> list[str]:
-    try:
-        return [r["member_id"] for r in json.loads((run / "run_state.json").read_text())["results"]]
-    except (OSError, ValueError, KeyError):
-        return []
-
-
-def _wait_for(condition, proc, log_path, what, timeout=300.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if condition():
-            return
-        assert proc.poll() is None, f"the search ended before {what}:\n" + log_path.read_text()[-3000:]
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}:\n" + log_path.read_text()[-3000:])
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+def _members(s: dict) -> list[str]:
+    return [r["member_id"] for r in s.get("results", [])]
 
 
 def _study(run: Path, name: str) -> dict[str, str]:
@@ -74,27 +66,18 @@ def _study(run: Path, name: str) -> dict[str, str]:
 
 
 def test_a_full_disk_stops_the_run_in_one_line_and_resume_loses_nothing(small_disk, tmp_path):
-    small_disk = small_disk("24m")
-    cfg = {**CONFIG, "name": "full", "runs_dir": str(small_disk / "runs")}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    run = small_disk / "runs" / "full"
-    log_path = tmp_path / "log.txt"
-    with open(log_path, "w") as log:
-        p = _start(["search", str(tmp_path / "c.yaml")], log)
-        try:
-            _wait_for(lambda: "m0" in _results(run), p, log_path, "the seed was recorded")
-            filler = small_disk / "filler"
-            with open(filler, "wb", buffering=0) as f:       # fill the disk (the run writes meanwhile) ...
-                try:
-                    while True:
-                        f.write(b"\0" * 65536)
-                except OSError:
-                    pass
-            os.truncate(filler, max(0, filler.stat().st_size - 40_000))   # ... then leave ~40 KB: less than a child
-            rc = p.wait(timeout=300)
-        finally:
-            _stop(p)
-    out = log_path.read_text()
+    disk = small_disk("24m")
+    filler = disk / "filler"
+
+    def fill(run):
+        with open(filler, "wb", buffering=0) as f:       # fill the disk (the run writes meanwhile) ...
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+            except OSError:
+                pass
+        os.truncate(filler, max(0, filler.stat().st_size - 40_000))   # ... then leave ~40 KB: less than a child
+    rc, out, run = _search_with_a_fault(tmp_path, disk / "runs", "full", lambda s: "m0" in _members(s), fill)
     assert rc == 2, out[-3000:]
     last = out.strip().splitlines()[-1]
     assert "no space left on the filesystem holding it" in last and "MiB free of" in last, out[-3000:]
@@ -114,19 +97,8 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_loses_nothing(small_di
 
 
 def test_a_study_deleted_mid_run_is_recreated_and_ends_complete(tmp_path):
-    cfg = {**CONFIG, "name": "gone", "runs_dir": str(tmp_path / "runs")}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    run = tmp_path / "runs" / "gone"
-    log_path = tmp_path / "log.txt"
-    with open(log_path, "w") as log:
-        p = _start(["search", str(tmp_path / "c.yaml")], log)
-        try:
-            _wait_for(lambda: len(_results(run)) >= 2, p, log_path, "a child was recorded")
-            (run / "study.db").unlink()
-            rc = p.wait(timeout=300)
-        finally:
-            _stop(p)
-    out = log_path.read_text()
+    rc, out, run = _search_with_a_fault(tmp_path, tmp_path / "runs", "gone", lambda s: len(_members(s)) >= 2,
+                                        lambda run: (run / "study.db").unlink())
     assert rc == 0, out[-3000:]
     said = [line for line in out.splitlines() if "was deleted during the run; recreated it from the run state" in line]
     assert len(said) == 1, out[-3000:]
